@@ -1,0 +1,3 @@
+"""Send Django's email through the CloudMails API and track every message."""
+
+__version__ = "0.1.0"

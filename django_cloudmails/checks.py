@@ -1,0 +1,166 @@
+"""System checks: a broken configuration fails at start-up, not at the first send.
+
+Ids are stable and never reused: E001 missing API key, E002 malformed API_URL, E003
+webhook URL routed without WEBHOOK_SECRET, E004 unknown CLOUDMAILS key, E005 a value of
+the wrong type or range, E006 a malformed WEBHOOK_SECRET or WEBHOOK_SIGNING_SECRET.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error
+from django.urls import NoReverseMatch, reverse
+
+from .conf import (
+    DEFAULTS,
+    SUPPRESSED_RECIPIENT_ACTIONS,
+    SUPPRESSION_REASONS,
+    CloudMailsSettings,
+    app_settings,
+)
+
+BACKEND_PREFIX = "django_cloudmails.backends."
+
+
+def _our_mailer_options() -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(where, OPTIONS) for every configured backend of ours."""
+    mailers = getattr(settings, "MAILERS", None)
+    if isinstance(mailers, Mapping):
+        for alias, config in mailers.items():
+            if str(config.get("BACKEND", "")).startswith(BACKEND_PREFIX):
+                yield f'MAILERS["{alias}"]', config.get("OPTIONS", {})
+    elif str(getattr(settings, "EMAIL_BACKEND", "")).startswith(BACKEND_PREFIX):
+        yield "EMAIL_BACKEND", {}
+
+
+def check_settings(**kwargs: Any) -> list[CheckMessage]:
+    """Check ``CLOUDMAILS`` and every backend of ours that is configured."""
+    errors: list[CheckMessage] = []
+    user = getattr(settings, "CLOUDMAILS", {})
+    if not isinstance(user, Mapping):
+        return [
+            Error(
+                "CLOUDMAILS must be a dict.",
+                hint='Set CLOUDMAILS = {"API_KEY": "..."} in your settings.',
+                id="cloudmails.E005",
+            )
+        ]
+    errors.extend(_unknown_keys(user))
+    for where, options in _our_mailer_options():
+        errors.extend(_check_backend(where, CloudMailsSettings(options)))
+    errors.extend(_check_values(app_settings))
+    errors.extend(_check_webhook(app_settings))
+    return errors
+
+
+def _unknown_keys(user: Mapping[str, Any]) -> Iterator[CheckMessage]:
+    for key in user:
+        if key in DEFAULTS:
+            continue
+        close = difflib.get_close_matches(str(key), DEFAULTS, n=1)
+        hint = f'Did you mean "{close[0]}"?' if close else "Known keys: " + ", ".join(DEFAULTS)
+        yield Error(f'CLOUDMAILS has an unknown key "{key}".', hint=hint, id="cloudmails.E004")
+
+
+def _check_backend(where: str, conf: CloudMailsSettings) -> Iterator[CheckMessage]:
+    if not conf.api_key:
+        yield Error(
+            f"{where} uses the CloudMails backend, but no API key is set.",
+            hint='Set CLOUDMAILS["API_KEY"], the CLOUDMAILS_API_KEY environment '
+            'variable, or an "api_key" option.',
+            id="cloudmails.E001",
+        )
+    parts = urlsplit(conf.api_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        yield Error(
+            f'{where}: API_URL "{conf.api_url}" is not an http(s) URL.',
+            hint='Use the base URL of the API, e.g. "https://api.cloudmails.eu/v1".',
+            id="cloudmails.E002",
+        )
+
+
+def _check_values(conf: CloudMailsSettings) -> Iterator[CheckMessage]:
+    numbers = {
+        "TIMEOUT": 0.0,
+        "RETRY_BACKOFF": 0.0,
+        "RETRY_MAX_BACKOFF": 0.0,
+        "WEBHOOK_TOLERANCE": 1,
+        "WEBHOOK_MAX_BODY_BYTES": 1,
+        "RETRY_ATTEMPTS": 1,
+        "BATCH_SIZE": 1,
+    }
+    for key, low in numbers.items():
+        value = conf.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+            yield Error(
+                f'CLOUDMAILS["{key}"] must be a number of at least {low}, not {value!r}.',
+                hint=f"Remove it to use the default, {DEFAULTS[key]!r}.",
+                id="cloudmails.E005",
+            )
+    if isinstance(conf.get("BATCH_SIZE"), int) and conf.get("BATCH_SIZE") > DEFAULTS["BATCH_SIZE"]:
+        yield Error(
+            f'CLOUDMAILS["BATCH_SIZE"] may be at most {DEFAULTS["BATCH_SIZE"]}.',
+            hint="The API refuses larger batches.",
+            id="cloudmails.E005",
+        )
+    retention = conf.get("BODY_RETENTION_DAYS")
+    if retention is not None and (not isinstance(retention, int) or retention < 0):
+        yield Error(
+            'CLOUDMAILS["BODY_RETENTION_DAYS"] must be None or a whole number of days.',
+            hint="None keeps message bodies for ever.",
+            id="cloudmails.E005",
+        )
+    unknown = conf.suppress_on - set(SUPPRESSION_REASONS)
+    if unknown:
+        yield Error(
+            f'CLOUDMAILS["SUPPRESS_ON"] has unknown reasons: {", ".join(sorted(unknown))}.',
+            hint="Choose from " + ", ".join(SUPPRESSION_REASONS) + ".",
+            id="cloudmails.E005",
+        )
+    if conf.suppressed_recipients not in SUPPRESSED_RECIPIENT_ACTIONS:
+        yield Error(
+            'CLOUDMAILS["SUPPRESSED_RECIPIENTS"] must be "fail" or "raise".',
+            hint='"fail" records a failed Delivery; "raise" raises CloudMailsSuppressed.',
+            id="cloudmails.E005",
+        )
+
+
+def _webhook_routed() -> bool:
+    try:
+        reverse("cloudmails:webhook")
+    except NoReverseMatch:
+        return False
+    return True
+
+
+def _check_webhook(conf: CloudMailsSettings) -> Iterator[CheckMessage]:
+    secrets = conf.webhook_secrets
+    for secret in secrets:
+        user, sep, password = secret.partition(":")
+        if not (sep and user and password):
+            yield Error(
+                'CLOUDMAILS["WEBHOOK_SECRET"] must be "user:password" (or a list of them).',
+                hint="Put the same credentials in the webhook URL you give CloudMails: "
+                "https://user:password@your.site/cloudmails/webhook/",
+                id="cloudmails.E006",
+            )
+    for secret in conf.webhook_signing_secrets:
+        if not secret.startswith("whsec_"):
+            yield Error(
+                'CLOUDMAILS["WEBHOOK_SIGNING_SECRET"] must start with "whsec_".',
+                hint="Copy the signing secret exactly as CloudMails shows it.",
+                id="cloudmails.E006",
+            )
+    if not secrets and _webhook_routed():
+        yield Error(
+            "The CloudMails webhook URL is routed, but WEBHOOK_SECRET is not set, "
+            "so it would refuse every event.",
+            hint='Set CLOUDMAILS["WEBHOOK_SECRET"] = "user:password" and put those '
+            "credentials in the webhook URL configured at CloudMails.",
+            id="cloudmails.E003",
+        )

@@ -1,0 +1,282 @@
+"""The CloudMails REST API over HTTP.
+
+This module knows the wire format and nothing of Django, so it can be used on its own:
+
+    with CloudMailsClient("key") as client:
+        result = client.send({"to": ..., "from": ..., "subject": ..., "html": ...})
+
+Responses are parsed here, into the small typed objects below, so that a change in the
+API's response shape is one edit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import requests
+
+from . import __version__
+from .exceptions import (
+    CloudMailsBatchTooLarge,
+    CloudMailsError,
+    CloudMailsTimeout,
+    CloudMailsTransportError,
+    error_for_status,
+)
+from .limits import MAX_BATCH_MESSAGES
+from .retry import RetryPolicy
+
+DEFAULT_API_URL = "https://api.cloudmails.eu/v1"
+DEFAULT_TIMEOUT = 10.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The API accepted one message."""
+
+    message_id: str
+    status: str
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """Why the API refused one message of a batch."""
+
+    code: int
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """The fate of one message of a batch, in request order."""
+
+    index: int
+    message_id: str | None = None
+    to: str | None = None
+    error: ErrorDetail | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The API's answer to one batch request."""
+
+    batch_id: str
+    items: list[BatchItem]
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class EmailStatus:
+    """What ``GET /emails/{message_id}`` reports."""
+
+    message_id: str
+    status: str
+    created_at: datetime | None
+    delivered_at: datetime | None
+    bounce_reason: str | None
+    opens: int
+    clicks: int
+    to: str | None = None
+
+
+def iter_batches(items: Sequence[T], size: int = MAX_BATCH_MESSAGES) -> Iterator[Sequence[T]]:
+    """Split ``items`` into slices that one batch request can carry."""
+    if not 1 <= size <= MAX_BATCH_MESSAGES:
+        raise ValueError(f"Batch size must be between 1 and {MAX_BATCH_MESSAGES}.")
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class CloudMailsClient:
+    """A connection to the CloudMails API: one HTTP session, reused across calls."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        if not api_key:
+            raise ValueError("CloudMailsClient needs an API key.")
+        self._api_key = api_key
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy(attempts=1)
+        self._owns_session = session is None
+        self.session = session or requests.Session()
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": user_agent or f"django-cloudmails/{__version__}",
+        }
+
+    def __repr__(self) -> str:
+        return f"<CloudMailsClient {self.api_url}>"
+
+    def __enter__(self) -> CloudMailsClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP session, if this client created it."""
+        if self._owns_session:
+            self.session.close()
+
+    def send(self, payload: Mapping[str, Any], *, idempotency_key: str | None = None) -> SendResult:
+        """Send one message (``POST /send``)."""
+        body = json.dumps(payload, separators=(",", ":"))
+        data, attempts = self.retry.call(
+            lambda: self._request("POST", "/send", body, idempotency_key)
+        )
+        return SendResult(
+            message_id=str(data["message_id"]),
+            status=str(data.get("status", "sent")),
+            attempts=attempts,
+        )
+
+    def send_batch(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> BatchResult:
+        """Send up to 1000 messages in one request (``POST /send/batch``).
+
+        ``defaults`` fill fields that a message leaves out (a shared ``from``, say).
+        """
+        if len(messages) > MAX_BATCH_MESSAGES:
+            raise CloudMailsBatchTooLarge(
+                f"A batch may carry at most {MAX_BATCH_MESSAGES} messages, not "
+                f"{len(messages)}; split them with iter_batches()."
+            )
+        envelope: dict[str, Any] = dict(defaults or {})
+        envelope["messages"] = list(messages)
+        body = json.dumps(envelope, separators=(",", ":"))
+        data, attempts = self.retry.call(
+            lambda: self._request("POST", "/send/batch", body, idempotency_key)
+        )
+        return BatchResult(
+            batch_id=str(data.get("batch_id", "")),
+            items=[_batch_item(entry) for entry in data.get("messages", [])],
+            attempts=attempts,
+        )
+
+    def get_email(self, message_id: str) -> EmailStatus:
+        """Fetch one message's delivery status (``GET /emails/{message_id}``)."""
+        data, _ = self.retry.call(lambda: self._request("GET", f"/emails/{message_id}", None, None))
+        return EmailStatus(
+            message_id=str(data["message_id"]),
+            status=str(data["status"]),
+            created_at=_parse_datetime(data.get("created_at")),
+            delivered_at=_parse_datetime(data.get("delivered_at")),
+            bounce_reason=data.get("bounce_reason"),
+            opens=int(data.get("opens") or 0),
+            clicks=int(data.get("clicks") or 0),
+            to=data.get("to"),
+        )
+
+    def _request(
+        self, method: str, path: str, body: str | None, idempotency_key: str | None
+    ) -> dict[str, Any]:
+        headers = self._headers
+        if idempotency_key:
+            headers = {**headers, "Idempotency-Key": idempotency_key}
+        url = self.api_url + path
+        try:
+            response = self.session.request(
+                method, url, data=body, headers=headers, timeout=self.timeout
+            )
+        except requests.Timeout as err:
+            raise CloudMailsTimeout(
+                f"CloudMails did not answer {method} {path} within {self.timeout}s."
+            ) from err
+        except requests.RequestException as err:
+            raise CloudMailsTransportError(
+                f"{method} {path} to CloudMails did not complete: {type(err).__name__}."
+            ) from err
+        if response.status_code >= 400:
+            raise _error_from_response(response, method, path)
+        try:
+            data = response.json()
+        except ValueError as err:
+            raise CloudMailsError(
+                f"CloudMails answered {method} {path} with a body that is not JSON.",
+                status_code=response.status_code,
+                response=response,
+            ) from err
+        if not isinstance(data, dict):
+            raise CloudMailsError(
+                f"CloudMails answered {method} {path} with JSON that is not an object.",
+                status_code=response.status_code,
+                response=response,
+            )
+        return data
+
+
+def _error_from_response(response: requests.Response, method: str, path: str) -> CloudMailsError:
+    message, field = f"HTTP {response.status_code}", None
+    try:
+        error = response.json()["error"]
+        message = str(error.get("message") or message)
+        field = error.get("field")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return error_for_status(
+        response.status_code,
+        f"CloudMails refused {method} {path} ({response.status_code}): {message}",
+        field=field,
+        retry_after=_retry_after(response.headers.get("Retry-After")),
+        response=response,
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _batch_item(entry: Mapping[str, Any]) -> BatchItem:
+    error = entry.get("error")
+    if error:
+        return BatchItem(
+            index=int(entry["index"]),
+            to=entry.get("to"),
+            error=ErrorDetail(
+                code=int(error.get("code", 400)),
+                message=str(error.get("message", "")),
+                field=error.get("field"),
+            ),
+        )
+    return BatchItem(
+        index=int(entry["index"]),
+        message_id=str(entry["message_id"]),
+        to=entry.get("to"),
+    )
+
+
+def _parse_datetime(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,15 @@
+"""Limits of the CloudMails API, shared by the client, the backend and the sandbox."""
+
+from __future__ import annotations
+
+#: Most messages one ``POST /send/batch`` request may carry.
+MAX_BATCH_MESSAGES = 1000
+
+#: Largest JSON size of one message, base64 attachments included.
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+#: Largest request body the API reads.
+MAX_REQUEST_BYTES = 50 * 1024 * 1024
+
+#: Domain of the simulator addresses whose local part decides a message's fate.
+SIMULATOR_DOMAIN = "simulator.cloudmails.test"

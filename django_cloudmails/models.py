@@ -1,0 +1,162 @@
+"""What django-cloudmails stores: a row per API message, per webhook event, per
+suppressed address."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from . import lifecycle
+
+
+class Delivery(models.Model):
+    """One API message: one recipient of one email, from queued to its final fate.
+
+    The row is written (``queued``) before the API call, so a crash or a lost response
+    never loses the message; its id travels in ``custom_args`` and the Idempotency-Key,
+    so events and retries find it again. Status changes only through the lifecycle.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = lifecycle.QUEUED, _("queued")
+        SENT = lifecycle.SENT, _("sent")
+        DEFERRED = lifecycle.DEFERRED, _("deferred")
+        DELIVERED = lifecycle.DELIVERED, _("delivered")
+        FAILED = lifecycle.FAILED, _("failed")
+        BOUNCED = lifecycle.BOUNCED, _("bounced")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    alias = models.CharField(_("mailer alias"), max_length=64, default="default")
+    message_id = models.CharField(
+        _("message id"), max_length=128, unique=True, null=True, blank=True
+    )
+    batch_id = models.CharField(_("batch id"), max_length=128, blank=True, db_index=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
+    )
+    to_email = models.CharField(_("to"), max_length=320, db_index=True)
+    from_email = models.CharField(_("from"), max_length=320)
+    subject = models.TextField(_("subject"), blank=True)
+    #: The API message as sent (attachments included), enough to send it again.
+    payload = models.JSONField(_("payload"), default=dict)
+    #: The user's custom_args / metadata, without our own keys.
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    tags = models.JSONField(_("tags"), default=list, blank=True)
+
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    error_code = models.CharField(_("error code"), max_length=32, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    sent_at = models.DateTimeField(_("accepted by the API"), null=True, blank=True)
+    failed_at = models.DateTimeField(_("failed"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    bounced_at = models.DateTimeField(_("bounced"), null=True, blank=True)
+    bounce_type = models.CharField(_("bounce type"), max_length=16, blank=True)
+    bounce_reason = models.TextField(_("bounce reason"), blank=True)
+    complained_at = models.DateTimeField(_("complained"), null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(_("unsubscribed"), null=True, blank=True)
+    first_opened_at = models.DateTimeField(_("first opened"), null=True, blank=True)
+    last_opened_at = models.DateTimeField(_("last opened"), null=True, blank=True)
+    first_clicked_at = models.DateTimeField(_("first clicked"), null=True, blank=True)
+    last_clicked_at = models.DateTimeField(_("last clicked"), null=True, blank=True)
+    opens = models.PositiveIntegerField(_("opens"), default=0)
+    clicks = models.PositiveIntegerField(_("clicks"), default=0)
+    body_purged_at = models.DateTimeField(_("body purged"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["-created_at"], name="cloudmails_created_idx"),
+            models.Index(fields=["status", "created_at"], name="cloudmails_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject!r} to {self.to_email} ({self.status})"
+
+
+class DeliveryEvent(models.Model):
+    """One distinct webhook event, stored once however often it is delivered.
+
+    ``delivery`` is empty while no row matches (the events of a batch can arrive before
+    its response); such events are applied when the row learns its message id.
+    """
+
+    class Event(models.TextChoices):
+        DELIVERED = lifecycle.EVENT_DELIVERED, _("delivered")
+        BOUNCED = lifecycle.EVENT_BOUNCED, _("bounced")
+        OPENED = lifecycle.EVENT_OPENED, _("opened")
+        CLICKED = lifecycle.EVENT_CLICKED, _("clicked")
+        UNSUBSCRIBED = lifecycle.EVENT_UNSUBSCRIBED, _("unsubscribed")
+        COMPLAINED = lifecycle.EVENT_COMPLAINED, _("complained")
+
+    delivery = models.ForeignKey(
+        Delivery,
+        verbose_name=_("delivery"),
+        related_name="events",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+    )
+    #: ``webhook-id`` when the sender gives one, else a digest of the event's content.
+    dedupe_key = models.CharField(_("dedupe key"), max_length=128, unique=True)
+    event = models.CharField(_("event"), max_length=16, choices=Event.choices)
+    message_id = models.CharField(_("message id"), max_length=128, db_index=True)
+    #: The Delivery id carried in custom_args, for matching before message_id is known.
+    delivery_ref = models.UUIDField(_("delivery reference"), null=True, blank=True)
+    recipient = models.CharField(_("recipient"), max_length=320, blank=True)
+    occurred_at = models.DateTimeField(_("occurred"))
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+    payload = models.JSONField(_("payload"), default=dict)
+
+    class Meta:
+        verbose_name = _("delivery event")
+        verbose_name_plural = _("delivery events")
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(
+                fields=["message_id"],
+                condition=models.Q(delivery__isnull=True),
+                name="cloudmails_orphan_event_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} for {self.message_id}"
+
+
+class Suppression(models.Model):
+    """An address we no longer send to, and why."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", _("hard bounce")
+        SOFT_BOUNCE = "soft_bounce", _("soft bounce")
+        COMPLAINED = "complained", _("complained")
+        UNSUBSCRIBED = "unsubscribed", _("unsubscribed")
+        MANUAL = "manual", _("added by hand")
+
+    #: Lower-cased bare address.
+    address = models.CharField(_("address"), max_length=320, unique=True)
+    reason = models.CharField(_("reason"), max_length=16, choices=Reason.choices)
+    source_event = models.ForeignKey(
+        DeliveryEvent,
+        verbose_name=_("source event"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("suppression")
+        verbose_name_plural = _("suppressions")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.get_reason_display()})"

@@ -1,0 +1,213 @@
+"""Field validation of API messages, the way the CloudMails API answers 400 and 403.
+
+Kept apart from the HTTP code so that one bad message in a batch becomes one per-message
+error entry instead of a failed request, and so the rules can be read in one place.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django_cloudmails.limits import MAX_MESSAGE_BYTES
+
+REQUIRED_FIELDS = ("to", "from", "subject", "html")
+STRING_FIELDS = ("to", "from", "subject", "html", "text", "reply_to")
+ADDRESS_FIELDS = ("to", "from", "reply_to")
+LIST_FIELDS = ("cc", "bcc")
+MESSAGE_FIELDS = frozenset((*STRING_FIELDS, *LIST_FIELDS, "attachments", "custom_args"))
+ATTACHMENT_REQUIRED = ("filename", "content", "content_type")
+ATTACHMENT_FIELDS = frozenset((*ATTACHMENT_REQUIRED, "disposition", "content_id"))
+DISPOSITIONS = ("attachment", "inline")
+
+_LOCAL_PART = re.compile(r"[^\s<>()\[\],;:@\"\\]+")
+_DOMAIN_LABEL = re.compile(r"[^\W_](?:[\w-]*[^\W_])?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class ValidationError(Exception):
+    """One message (or request) is refused; ``status`` is 400 or 403."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.status = status
+
+    def as_error(self) -> dict[str, Any]:
+        """The ``error`` object of the wire format."""
+        error: dict[str, Any] = {"code": self.status, "message": self.message}
+        if self.field is not None and self.status == 400:
+            error["field"] = self.field
+        return error
+
+
+def split_address(value: str) -> tuple[str, str] | None:
+    """Return ``(display_name, address)`` of ``"Name <a@b>"`` or ``"a@b"``, or None."""
+    value = value.strip()
+    if not value or _CONTROL.search(value):
+        return None
+    name = ""
+    if value.endswith(">"):
+        start = value.rfind("<")
+        if start < 0:
+            return None
+        name = value[:start].strip()
+        value = value[start + 1 : -1].strip()
+        if "<" in name or ">" in name:
+            return None
+    if not _valid_addr_spec(value):
+        return None
+    return name, value
+
+
+def bare_address(value: str) -> str:
+    """The address part of a (syntactically valid) address string."""
+    parts = split_address(value)
+    return parts[1] if parts else value.strip()
+
+
+def _valid_addr_spec(value: str) -> bool:
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain or len(value) > 254 or len(local) > 64:
+        return False
+    if not _LOCAL_PART.fullmatch(local) or ".." in local:
+        return False
+    if local.startswith(".") or local.endswith("."):
+        return False
+    return all(_DOMAIN_LABEL.fullmatch(label) for label in domain.split("."))
+
+
+def _check_address(value: str, field: str) -> None:
+    if split_address(value) is None:
+        raise ValidationError(f"'{field}' is not a valid email address.", field)
+
+
+def _check_types(message: Mapping[str, Any], *, envelope: bool = False) -> None:
+    for key in message:
+        if key not in MESSAGE_FIELDS or (envelope and key == "to"):
+            where = "batch envelope" if envelope else "message"
+            raise ValidationError(f"Unknown field '{key}' in {where}.", key)
+    for field in STRING_FIELDS:
+        if field in message and not isinstance(message[field], str):
+            raise ValidationError(f"'{field}' must be a string.", field)
+    for field in ADDRESS_FIELDS:
+        if field in message:
+            _check_address(message[field], field)
+    if "html" in message and not message["html"]:
+        raise ValidationError("'html' must not be empty.", "html")
+    for field in LIST_FIELDS:
+        if field in message:
+            _check_address_list(message[field], field)
+    if "attachments" in message:
+        _check_attachments(message["attachments"])
+    if "custom_args" in message:
+        _check_custom_args(message["custom_args"])
+
+
+def _check_address_list(value: Any, field: str) -> None:
+    if not isinstance(value, list):
+        raise ValidationError(f"'{field}' must be a list of strings.", field)
+    for item in value:
+        if not isinstance(item, str):
+            raise ValidationError(f"'{field}' must be a list of strings.", field)
+        _check_address(item, field)
+
+
+def _check_attachments(value: Any) -> None:
+    field = "attachments"
+    if not isinstance(value, list):
+        raise ValidationError("'attachments' must be a list of objects.", field)
+    for index, item in enumerate(value):
+        where = f"attachments[{index}]"
+        if not isinstance(item, dict):
+            raise ValidationError(f"{where} must be an object.", field)
+        for key in item:
+            if key not in ATTACHMENT_FIELDS:
+                raise ValidationError(f"Unknown field '{key}' in {where}.", field)
+        for key in ATTACHMENT_REQUIRED:
+            if key not in item:
+                raise ValidationError(f"{where} is missing '{key}'.", field)
+        for key in ATTACHMENT_FIELDS:
+            if key in item and not isinstance(item[key], str):
+                raise ValidationError(f"{where}.{key} must be a string.", field)
+        if not item["filename"]:
+            raise ValidationError(f"{where}.filename must not be empty.", field)
+        try:
+            binascii.a2b_base64(item["content"].encode("ascii"), strict_mode=True)
+        except (ValueError, binascii.Error):
+            raise ValidationError(f"{where}.content is not valid base64.", field) from None
+        disposition = item.get("disposition", "attachment")
+        if disposition not in DISPOSITIONS:
+            raise ValidationError(f"{where}.disposition must be 'attachment' or 'inline'.", field)
+        if disposition == "inline" and not item.get("content_id"):
+            raise ValidationError(f"{where} is inline and needs a content_id.", field)
+
+
+def _check_custom_args(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("'custom_args' must be an object.", "custom_args")
+    for key, item in value.items():
+        if item is not None and not isinstance(item, (str, int, float, bool)):
+            raise ValidationError(
+                f"custom_args['{key}'] must be a string, number, boolean or null.",
+                "custom_args",
+            )
+
+
+def validate_message(message: Any, *, check_size: bool = True) -> dict[str, Any]:
+    """Check one message (defaults already applied) and return it; 400 otherwise.
+
+    ``check_size`` can be turned off when the whole request body is known to be
+    smaller than the per-message limit, which saves re-serialising every message.
+    """
+    if not isinstance(message, dict):
+        raise ValidationError("A message must be a JSON object.", "message")
+    _check_types(message)
+    for field in REQUIRED_FIELDS:
+        if field not in message:
+            raise ValidationError(f"Missing required field '{field}'.", field)
+    if check_size:
+        size = len(json.dumps(message, separators=(",", ":")).encode())
+        if size > MAX_MESSAGE_BYTES:
+            raise ValidationError(
+                f"The message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}.",
+                "message",
+            )
+    return message
+
+
+def validate_envelope(envelope: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the batch defaults (every key but ``messages``); a whole-request 400."""
+    defaults = {key: value for key, value in envelope.items() if key != "messages"}
+    _check_types(defaults, envelope=True)
+    return defaults
+
+
+class SenderPolicy:
+    """Which ``from`` addresses count as verified (None = all of them)."""
+
+    def __init__(self, verified: Iterable[str] | None):
+        self.addresses: set[str] | None = None
+        self.domains: set[str] = set()
+        if verified is not None:
+            self.addresses = set()
+            for entry in verified:
+                entry = entry.strip().lower()
+                if entry.startswith("@"):
+                    self.domains.add(entry[1:])
+                else:
+                    self.addresses.add(bare_address(entry).lower())
+
+    def check(self, sender: str) -> None:
+        """Raise a 403 :class:`ValidationError` unless ``sender`` is verified."""
+        if self.addresses is None:
+            return
+        address = bare_address(sender).lower()
+        domain = address.rpartition("@")[2]
+        if address in self.addresses or domain in self.domains:
+            return
+        raise ValidationError(f"The sender address {address} is not verified.", "from", status=403)

@@ -1,0 +1,76 @@
+"""Webhook signatures in the Standard Webhooks scheme.
+
+The sandbox signs with :func:`sign`, the webhook view checks with :func:`verify`. Pure
+standard library, so neither side needs Django or a third-party package; the test suite
+checks interoperability with the ``standardwebhooks`` package.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets as token_source
+import time
+from collections.abc import Iterable, Mapping
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+DEFAULT_TOLERANCE = 300
+
+
+class SignatureError(Exception):
+    """A webhook's signature headers are missing, malformed, stale or do not match."""
+
+
+def _key(secret: str) -> bytes:
+    raw = secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret
+    try:
+        return base64.b64decode(raw, validate=True)
+    except ValueError as err:
+        raise ValueError("A webhook signing secret must be 'whsec_' followed by base64.") from err
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """Return the ``webhook-signature`` header value for one delivery attempt."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify(
+    secrets: Iterable[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance: int = DEFAULT_TOLERANCE,
+    now: float | None = None,
+) -> None:
+    """Check a request's Standard Webhooks headers against any of ``secrets``.
+
+    Several secrets allow rotation. The timestamp must be within ``tolerance`` seconds of
+    ``now``, so that a captured request cannot be replayed later. Raises
+    :class:`SignatureError` naming what is wrong; returns ``None`` when the signature holds.
+    """
+    msg_id = headers.get("webhook-id")
+    stamp = headers.get("webhook-timestamp")
+    header = headers.get("webhook-signature")
+    if not msg_id or not stamp or not header:
+        raise SignatureError("Missing webhook-id, webhook-timestamp or webhook-signature header.")
+    try:
+        timestamp = int(stamp)
+    except ValueError:
+        raise SignatureError("webhook-timestamp is not an integer.") from None
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        raise SignatureError(f"webhook-timestamp is more than {tolerance} seconds away from now.")
+    offered = [part.split(",", 1)[1] for part in header.split() if part.startswith("v1,")]
+    for secret in secrets:
+        expected = sign(secret, msg_id, timestamp, body).split(",", 1)[1]
+        if any(hmac.compare_digest(expected, candidate) for candidate in offered):
+            return
+    raise SignatureError("No webhook-signature matches a configured signing secret.")
+
+
+def generate_secret() -> str:
+    """Return a new random signing secret in the ``whsec_`` form."""
+    return SECRET_PREFIX + base64.b64encode(token_source.token_bytes(24)).decode()

@@ -1,0 +1,10 @@
+"""``python -m example_project <command>``: the example site's manage.py."""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line([f"{sys.executable} -m example_project", *sys.argv[1:]])

@@ -1,0 +1,84 @@
+"""Standard Webhooks signatures, and interoperability with the reference package."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from django_cloudmails.signing import SignatureError, generate_secret, sign, verify
+
+BODY = b'{"event":"delivered","message_id":"msg_1"}'
+
+
+def headers(secret: str, *, msg_id: str = "evt_1", at: int | None = None) -> dict[str, str]:
+    stamp = int(time.time()) if at is None else at
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(secret, msg_id, stamp, BODY),
+    }
+
+
+def test_own_signature_verifies() -> None:
+    secret = generate_secret()
+
+    verify([secret], headers(secret), BODY)
+
+
+def test_signature_verifies_with_the_standardwebhooks_package() -> None:
+    secret = generate_secret()
+
+    Webhook(secret).verify(BODY, headers(secret))
+
+
+def test_standardwebhooks_signature_verifies_with_ours() -> None:
+    secret = generate_secret()
+    stamp = int(time.time())
+    from datetime import datetime, timezone
+
+    signature = Webhook(secret).sign(
+        "evt_9", datetime.fromtimestamp(stamp, tz=timezone.utc), BODY.decode()
+    )
+    verify(
+        [secret],
+        {"webhook-id": "evt_9", "webhook-timestamp": str(stamp), "webhook-signature": signature},
+        BODY,
+    )
+
+
+def test_any_of_several_secrets_verifies_for_rotation() -> None:
+    old, new = generate_secret(), generate_secret()
+
+    verify([new, old], headers(old), BODY)
+
+
+def test_tampered_body_is_refused() -> None:
+    secret = generate_secret()
+    with pytest.raises(SignatureError, match="matches"):
+        verify([secret], headers(secret), BODY + b" ")
+
+
+def test_wrong_secret_is_refused() -> None:
+    with pytest.raises(SignatureError):
+        verify([generate_secret()], headers(generate_secret()), BODY)
+
+
+def test_stale_timestamp_is_refused_even_with_a_valid_signature() -> None:
+    secret = generate_secret()
+    old = int(time.time()) - 301
+    with pytest.raises(SignatureError, match="300 seconds"):
+        verify([secret], headers(secret, at=old), BODY)
+
+
+def test_missing_headers_are_refused() -> None:
+    with pytest.raises(SignatureError, match="Missing"):
+        verify([generate_secret()], {}, BODY)
+
+
+def test_non_integer_timestamp_is_refused() -> None:
+    secret = generate_secret()
+    bad = {**headers(secret), "webhook-timestamp": "soon"}
+    with pytest.raises(SignatureError, match="integer"):
+        verify([secret], bad, BODY)

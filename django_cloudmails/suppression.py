@@ -31,7 +31,7 @@ def suppress(address: str, reason: str, event: DeliveryEvent | None = None) -> b
         address=normalize_address(address),
         defaults={"reason": reason, "source_event": event},
     )
-    return created
+    return bool(created)
 
 
 def lift(address: str) -> bool:

@@ -6,10 +6,12 @@ error entry instead of a failed request, and so the rules can be read in one pla
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from django_cloudmails.limits import MAX_MESSAGE_BYTES
@@ -23,8 +25,11 @@ ATTACHMENT_REQUIRED = ("filename", "content", "content_type")
 ATTACHMENT_FIELDS = frozenset((*ATTACHMENT_REQUIRED, "disposition", "content_id"))
 DISPOSITIONS = ("attachment", "inline")
 
-_LOCAL_PART = re.compile(r"[^\s<>()\[\],;:@\"\\]+")
-_DOMAIN_LABEL = re.compile(r"[^\W_](?:[\w-]*[^\W_])?")
+_LABEL = r"[^\W_](?:(?:[^\W_]|-)*[^\W_])?"
+_ADDR_SPEC = re.compile(
+    r"(?!\.)(?!.*\.\.)[^\s<>()\[\],;:@\"\\]{1,64}(?<!\.)"
+    rf"@(?:{_LABEL}\.)*{_LABEL}"
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -45,10 +50,13 @@ class ValidationError(Exception):
         return error
 
 
+@lru_cache(maxsize=4096)
 def split_address(value: str) -> tuple[str, str] | None:
     """Return ``(display_name, address)`` of ``"Name <a@b>"`` or ``"a@b"``, or None."""
+    if _CONTROL.search(value):
+        return None
     value = value.strip()
-    if not value or _CONTROL.search(value):
+    if not value:
         return None
     name = ""
     if value.endswith(">"):
@@ -71,14 +79,7 @@ def bare_address(value: str) -> str:
 
 
 def _valid_addr_spec(value: str) -> bool:
-    local, at, domain = value.rpartition("@")
-    if not at or not local or not domain or len(value) > 254 or len(local) > 64:
-        return False
-    if not _LOCAL_PART.fullmatch(local) or ".." in local:
-        return False
-    if local.startswith(".") or local.endswith("."):
-        return False
-    return all(_DOMAIN_LABEL.fullmatch(label) for label in domain.split("."))
+    return len(value) <= 254 and _ADDR_SPEC.fullmatch(value) is not None
 
 
 def _check_address(value: str, field: str) -> None:
@@ -118,33 +119,36 @@ def _check_address_list(value: Any, field: str) -> None:
 
 
 def _check_attachments(value: Any) -> None:
-    field = "attachments"
     if not isinstance(value, list):
-        raise ValidationError("'attachments' must be a list of objects.", field)
+        raise ValidationError("'attachments' must be a list of objects.", "attachments")
     for index, item in enumerate(value):
-        where = f"attachments[{index}]"
-        if not isinstance(item, dict):
-            raise ValidationError(f"{where} must be an object.", field)
-        for key in item:
-            if key not in ATTACHMENT_FIELDS:
-                raise ValidationError(f"Unknown field '{key}' in {where}.", field)
-        for key in ATTACHMENT_REQUIRED:
-            if key not in item:
-                raise ValidationError(f"{where} is missing '{key}'.", field)
-        for key in ATTACHMENT_FIELDS:
-            if key in item and not isinstance(item[key], str):
-                raise ValidationError(f"{where}.{key} must be a string.", field)
-        if not item["filename"]:
-            raise ValidationError(f"{where}.filename must not be empty.", field)
-        try:
-            binascii.a2b_base64(item["content"].encode("ascii"), strict_mode=True)
-        except (ValueError, binascii.Error):
-            raise ValidationError(f"{where}.content is not valid base64.", field) from None
-        disposition = item.get("disposition", "attachment")
-        if disposition not in DISPOSITIONS:
-            raise ValidationError(f"{where}.disposition must be 'attachment' or 'inline'.", field)
-        if disposition == "inline" and not item.get("content_id"):
-            raise ValidationError(f"{where} is inline and needs a content_id.", field)
+        _check_attachment(item, f"attachments[{index}]")
+
+
+def _check_attachment(item: Any, where: str) -> None:
+    field = "attachments"
+    if not isinstance(item, dict):
+        raise ValidationError(f"{where} must be an object.", field)
+    for key in item:
+        if key not in ATTACHMENT_FIELDS:
+            raise ValidationError(f"Unknown field '{key}' in {where}.", field)
+    for key in ATTACHMENT_REQUIRED:
+        if key not in item:
+            raise ValidationError(f"{where} is missing '{key}'.", field)
+    for key in ATTACHMENT_FIELDS:
+        if key in item and not isinstance(item[key], str):
+            raise ValidationError(f"{where}.{key} must be a string.", field)
+    if not item["filename"]:
+        raise ValidationError(f"{where}.filename must not be empty.", field)
+    try:
+        base64.b64decode(item["content"], validate=True)
+    except (ValueError, binascii.Error):
+        raise ValidationError(f"{where}.content is not valid base64.", field) from None
+    disposition = item.get("disposition", "attachment")
+    if disposition not in DISPOSITIONS:
+        raise ValidationError(f"{where}.disposition must be 'attachment' or 'inline'.", field)
+    if disposition == "inline" and not item.get("content_id"):
+        raise ValidationError(f"{where} is inline and needs a content_id.", field)
 
 
 def _check_custom_args(value: Any) -> None:
@@ -196,11 +200,11 @@ class SenderPolicy:
         if verified is not None:
             self.addresses = set()
             for entry in verified:
-                entry = entry.strip().lower()
-                if entry.startswith("@"):
-                    self.domains.add(entry[1:])
+                cleaned = entry.strip().lower()
+                if cleaned.startswith("@"):
+                    self.domains.add(cleaned[1:])
                 else:
-                    self.addresses.add(bare_address(entry).lower())
+                    self.addresses.add(bare_address(cleaned).lower())
 
     def check(self, sender: str) -> None:
         """Raise a 403 :class:`ValidationError` unless ``sender`` is verified."""

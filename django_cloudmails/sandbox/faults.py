@@ -1,0 +1,142 @@
+"""Fault injection: the ways a real API misbehaves, as switches tests can flip.
+
+Rates are random (seeded by the sandbox's ``seed``); the ``*_next`` switches are
+deterministic one-shots, which is what most tests want.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+#: Fault fields settable by name (the CLI and ``POST /_sandbox/faults``).
+SETTABLE = (
+    "error_rate",
+    "error_status",
+    "latency",
+    "drop_rate",
+    "lose_response_rate",
+    "duplicate_webhooks",
+    "shuffle_webhooks",
+    "webhook_batch",
+)
+
+
+@dataclass
+class Injection:
+    """What to do with one API request before (or instead of) answering it."""
+
+    latency: float = 0.0
+    action: str | None = None  # "fail", "throttle", "drop", "lose" or None
+    status: int = 500
+    retry_after: int = 1
+
+
+class Faults:
+    """Mutable at runtime; every field is read per request."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.error_rate = 0.0
+        self.error_status = 500
+        self.latency = 0.0
+        self.drop_rate = 0.0
+        self.lose_response_rate = 0.0
+        self.duplicate_webhooks = False
+        self.shuffle_webhooks = False
+        self.webhook_batch = 1
+        self.random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._fail: list[int] = []
+        self._throttle: list[int] = []
+        self._drop = 0
+        self._lose = 0
+
+    def fail_next(self, n: int = 1, status: int = 500) -> None:
+        """Answer the next ``n`` API requests with ``status`` without processing them."""
+        with self._lock:
+            self._fail.extend([status] * n)
+
+    def throttle_next(self, n: int = 1, retry_after: int = 1) -> None:
+        """Answer the next ``n`` API requests with 429 and ``Retry-After``."""
+        with self._lock:
+            self._throttle.extend([retry_after] * n)
+
+    def drop_next(self, n: int = 1) -> None:
+        """Close the connection of the next ``n`` API requests before processing."""
+        with self._lock:
+            self._drop += n
+
+    def lose_next(self, n: int = 1) -> None:
+        """Process the next ``n`` API requests, then close without answering."""
+        with self._lock:
+            self._lose += n
+
+    def clear(self) -> None:
+        """Turn every fault off."""
+        with self._lock:
+            self._fail.clear()
+            self._throttle.clear()
+            self._drop = self._lose = 0
+        self.error_rate = self.drop_rate = self.lose_response_rate = 0.0
+        self.latency = 0.0
+        self.error_status = 500
+        self.duplicate_webhooks = self.shuffle_webhooks = False
+        self.webhook_batch = 1
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Apply a JSON object of fault fields (and ``*_next`` counts)."""
+        for key, value in values.items():
+            if key in SETTABLE:
+                current = getattr(self, key)
+                setattr(self, key, type(current)(value))
+            elif key == "fail_next":
+                self.fail_next(int(value), int(values.get("fail_status", 500)))
+            elif key == "throttle_next":
+                self.throttle_next(int(value), int(values.get("retry_after", 1)))
+            elif key == "drop_next":
+                self.drop_next(int(value))
+            elif key == "lose_next":
+                self.lose_next(int(value))
+            elif key == "clear" and value:
+                self.clear()
+            elif key not in ("fail_status", "retry_after"):
+                raise KeyError(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The current switches, for ``GET /_sandbox/faults``."""
+        state: dict[str, Any] = {name: getattr(self, name) for name in SETTABLE}
+        with self._lock:
+            state.update(
+                fail_next=len(self._fail),
+                throttle_next=len(self._throttle),
+                drop_next=self._drop,
+                lose_next=self._lose,
+            )
+        return state
+
+    def draw(self) -> Injection:
+        """Decide the fate of one API request (consumes one-shot switches)."""
+        injection = Injection(latency=self.latency)
+        with self._lock:
+            if self._drop:
+                self._drop -= 1
+                injection.action = "drop"
+            elif self._fail:
+                injection.action, injection.status = "fail", self._fail.pop(0)
+            elif self._throttle:
+                injection.action = "throttle"
+                injection.retry_after = self._throttle.pop(0)
+            elif self._lose:
+                self._lose -= 1
+                injection.action = "lose"
+        if injection.action is None:
+            chance = self.random.random
+            if self.drop_rate and chance() < self.drop_rate:
+                injection.action = "drop"
+            elif self.error_rate and chance() < self.error_rate:
+                injection.action, injection.status = "fail", self.error_status
+            elif self.lose_response_rate and chance() < self.lose_response_rate:
+                injection.action = "lose"
+        return injection

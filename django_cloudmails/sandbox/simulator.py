@@ -1,0 +1,221 @@
+"""The :class:`Sandbox`: a local CloudMails API in a thread, for tests and development.
+
+It owns the state, the HTTP server, the processing thread and the webhook thread, and is
+what users' own test suites start (``with Sandbox() as sb: ...``).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from django_cloudmails.signing import generate_secret
+
+from .api import SandboxAPI
+from .faults import Faults
+from .processing import Processor
+from .server import SandboxHTTPServer
+from .state import (
+    Activity,
+    IdempotencyStore,
+    MessageStore,
+    RateLimiter,
+    RequestRecord,
+    SandboxMessage,
+)
+from .validation import SenderPolicy
+from .webhooks import WebhookSender
+
+DEFAULT_RETRY_DELAYS = (1, 5, 30, 120)
+
+
+class Sandbox:
+    """A faithful local CloudMails API; see the package docstring for the knobs."""
+
+    def __init__(
+        self,
+        api_key: str | Iterable[str] = "sandbox-key",
+        verified_senders: Iterable[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        webhook_url: str | None = None,
+        webhook_signing_secret: str | None = None,
+        webhook_retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+        event_delay: float = 0.0,
+        rate_limit: float | None = None,
+        seed: int | None = None,
+        keep_requests: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        keys = [api_key] if isinstance(api_key, str) else list(api_key)
+        if not keys:
+            raise ValueError("The sandbox needs at least one API key.")
+        self.api_keys: list[str] = keys
+        self.host = host
+        self.port = port
+        self.verbose = verbose
+        self.keep_requests = keep_requests
+        self.webhook_signing_secret = webhook_signing_secret or generate_secret()
+        self._initial_webhook_url = webhook_url
+        self._rng = random.Random(seed)
+        self.faults = Faults(seed)
+        self.requests: list[RequestRecord] = []
+        self._requests_lock = threading.Lock()
+        self._senders = SenderPolicy(verified_senders)
+        self._store = MessageStore()
+        self._idempotency = IdempotencyStore()
+        self._limiter = RateLimiter(rate_limit)
+        self._activity = Activity()
+        self._sender = WebhookSender(
+            secret=self.webhook_signing_secret,
+            retry_delays=webhook_retry_delays,
+            faults=self.faults,
+            activity=self._activity,
+            rng=self._rng,
+        )
+        self._processor = Processor(
+            store=self._store,
+            sender=self._sender,
+            activity=self._activity,
+            event_delay=event_delay,
+        )
+        self._server: SandboxHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # Lifecycle.
+
+    def start(self) -> Sandbox:
+        """Bind, then serve from a daemon thread; returns ``self``."""
+        if self._server is not None:
+            raise RuntimeError("The sandbox is already running.")
+        self._server = SandboxHTTPServer(
+            (self.host, self.port), SandboxAPI(self), verbose=self.verbose
+        )
+        self.port = self._server.server_address[1]
+        self._processor.start()
+        self._sender.start()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="cloudmails-sandbox-server",
+            daemon=True,
+        )
+        self._thread.start()
+        if self._initial_webhook_url:
+            self._sender.configure(self._initial_webhook_url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, end open connections and join every thread."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_all()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._processor.stop()
+        self._sender.stop()
+        self._activity.clear()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # What tests look at.
+
+    @property
+    def url(self) -> str:
+        """The base URL of the API, ending in ``/v1``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    @property
+    def messages(self) -> list[SandboxMessage]:
+        """Accepted messages in arrival order (the live list)."""
+        return self._store.messages
+
+    def message(self, message_id: str) -> SandboxMessage:
+        """The message with ``message_id``; KeyError when there is none."""
+        message = self._store.get(message_id)
+        if message is None:
+            raise KeyError(message_id)
+        return message
+
+    @property
+    def webhook_url(self) -> str | None:
+        return self._sender.url
+
+    @property
+    def webhook_attempts(self) -> list[tuple[str, int | str, bytes]]:
+        """``(webhook_id, status code or error text, body)`` per delivery attempt."""
+        return self._sender.attempts
+
+    @property
+    def webhook_failures(self) -> list[tuple[str, bytes]]:
+        """``(webhook_id, body)`` of deliveries given up after the last retry."""
+        return self._sender.given_up
+
+    @property
+    def processing_errors(self) -> list[BaseException]:
+        """Exceptions in background processing (a sandbox bug if not empty)."""
+        return self._processor.errors
+
+    def wait_idle(self, timeout: float = 10) -> None:
+        """Block until batches, fates and webhooks are all done (or given up)."""
+        if not self._activity.wait_idle(timeout):
+            raise TimeoutError(
+                f"The sandbox still had {self._activity.pending} pending tasks after {timeout} s."
+            )
+
+    # What tests change.
+
+    def reset(self) -> None:
+        """Forget messages, requests, idempotent responses and webhook attempts."""
+        self._store.clear()
+        with self._requests_lock:
+            self.requests.clear()
+        self._idempotency.clear()
+        self._sender.clear()
+
+    def configure_webhook(self, url: str | None) -> None:
+        """Point webhooks at ``url`` (None: stop sending); a URL gets the test ping."""
+        self._sender.configure(url)
+
+    def emit(self, message_id: str, event: str, **extra: Any) -> dict[str, Any]:
+        """Queue a webhook ``event`` for a message by hand; its status stays as is."""
+        return self._processor.emit(self.message(message_id), event, extra)
+
+    def pause_processing(self) -> None:
+        """Hold batches (they stay ``queued``) and fates until :meth:`resume_processing`."""
+        self._processor.pause()
+
+    def resume_processing(self) -> None:
+        self._processor.resume()
+
+    # Used by the API.
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}_{self._rng.getrandbits(96):024x}"
+
+    def _record(self, record: RequestRecord) -> None:
+        limit = self.keep_requests
+        if limit == 0:
+            return
+        with self._requests_lock:
+            self.requests.append(record)
+            if limit is not None and len(self.requests) > 2 * limit:
+                del self.requests[: len(self.requests) - limit]

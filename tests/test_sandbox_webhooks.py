@@ -1,0 +1,305 @@
+"""Webhooks from the sandbox to a real receiver: signing, Basic auth, retries, switches."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+from standardwebhooks.webhooks import Webhook
+
+from django_cloudmails import signing
+from django_cloudmails.sandbox import Sandbox
+
+API_KEY = "test-key"
+SIM = "simulator.cloudmails.test"
+FAST = (0.05, 0.1)
+
+
+class Receiver:
+    """A webhook endpoint on a free port that records requests and answers as told."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.statuses: list[int] = []  # answers to give first; then 200
+        self._cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with receiver._cond:
+                    receiver.received.append((headers, body))
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    receiver._cond.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}
+        )
+        self.thread.start()
+        self.url = f"http://hook:s3cret@127.0.0.1:{self.server.server_address[1]}/hook/"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    def wait_for(self, count: int, timeout: float = 5) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.received) >= count, timeout)
+
+    def bodies(self, *, pings: bool = False) -> list:
+        parsed = [json.loads(body) for _, body in self.received]
+        return [b for b in parsed if pings or not (isinstance(b, dict) and b["event"] == "ping")]
+
+    def events(self) -> list[str]:
+        return [body["event"] for body in self.bodies()]
+
+
+@pytest.fixture
+def receiver():
+    endpoint = Receiver()
+    yield endpoint
+    endpoint.close()
+
+
+@pytest.fixture
+def hooked_sandbox(receiver):
+    with Sandbox(
+        api_key=API_KEY, webhook_url=receiver.url, webhook_retry_delays=FAST, seed=1
+    ) as sb:
+        sb.wait_idle()  # the test ping
+        yield sb
+
+
+def send(sb: Sandbox, to: str, **extra: object) -> str:
+    payload = {
+        "to": to,
+        "from": "noreply@shop.example",
+        "subject": "Hi",
+        "html": "<p>Hi</p>",
+        **extra,
+    }
+    response = requests.post(
+        f"{sb.url}/send", json=payload, timeout=5, headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    assert response.status_code == 200
+    return response.json()["message_id"]
+
+
+def test_configured_url_gets_a_test_ping(hooked_sandbox, receiver):
+    (ping,) = receiver.bodies(pings=True)
+    assert ping["event"] == "ping"
+    assert ping["timestamp"].endswith("Z")
+
+
+def test_configure_webhook_pings_the_new_url(receiver):
+    with Sandbox(api_key=API_KEY) as sb:
+        sb.configure_webhook(receiver.url)
+        sb.wait_idle()
+        assert sb.webhook_url == receiver.url
+    assert receiver.bodies(pings=True)[0]["event"] == "ping"
+
+
+def test_inspection_api_sets_the_webhook_url(receiver):
+    with Sandbox(api_key=API_KEY) as sb:
+        root = sb.url.replace("/v1", "/_sandbox")
+        state = requests.post(f"{root}/webhook", json={"url": receiver.url}, timeout=5)
+        assert state.json()["url"] == receiver.url
+        sb.wait_idle()
+    assert receiver.bodies(pings=True)[0]["event"] == "ping"
+
+
+def test_webhook_sends_basic_auth_from_the_url(hooked_sandbox, receiver):
+    headers, _ = receiver.received[0]
+    scheme, _, encoded = headers["authorization"].partition(" ")
+    assert scheme == "Basic"
+    assert base64.b64decode(encoded) == b"hook:s3cret"
+    assert headers["content-type"] == "application/json"
+
+
+def test_webhook_signature_verifies_with_signing_module(hooked_sandbox, receiver):
+    send(hooked_sandbox, "a@example.org")
+    hooked_sandbox.wait_idle()
+    for headers, body in receiver.received:
+        assert headers["webhook-id"].startswith("evt_")
+        signing.verify([hooked_sandbox.webhook_signing_secret], headers, body)
+
+
+def test_webhook_signature_verifies_with_standardwebhooks(hooked_sandbox, receiver):
+    send(hooked_sandbox, "a@example.org")
+    hooked_sandbox.wait_idle()
+    webhook = Webhook(hooked_sandbox.webhook_signing_secret)
+    for headers, body in receiver.received:
+        webhook.verify(body, headers)
+
+
+def test_given_signing_secret_is_used(receiver):
+    secret = signing.generate_secret()
+    with Sandbox(api_key=API_KEY, webhook_url=receiver.url, webhook_signing_secret=secret) as sb:
+        sb.wait_idle()
+    headers, body = receiver.received[0]
+    signing.verify([secret], headers, body)
+
+
+@pytest.mark.parametrize(
+    ("local", "events"),
+    [
+        ("delivered", ["delivered"]),
+        ("bounce", ["bounced"]),
+        ("softbounce", ["bounced"]),
+        ("complaint", ["delivered", "complained"]),
+        ("open", ["delivered", "opened"]),
+        ("click", ["delivered", "opened", "clicked"]),
+        ("unsubscribe", ["delivered", "unsubscribed"]),
+        ("deferred", []),
+        ("reject", []),
+    ],
+)
+def test_every_event_type_is_delivered(hooked_sandbox, receiver, local, events):
+    message_id = send(hooked_sandbox, f"{local}@{SIM}", custom_args={"user_id": "12345"})
+    hooked_sandbox.wait_idle()
+    assert receiver.events() == events
+    for body in receiver.bodies():
+        assert body["message_id"] == message_id
+        assert body["recipient"] == f"{local}@{SIM}"
+        assert body["custom_args"] == {"user_id": "12345"}
+        assert body["timestamp"].endswith("Z")
+
+
+def test_bounced_event_has_type_and_reason(hooked_sandbox, receiver):
+    send(hooked_sandbox, f"softbounce@{SIM}")
+    hooked_sandbox.wait_idle()
+    (event,) = receiver.bodies()
+    assert (event["bounce_type"], event["bounce_reason"]) == ("soft", "452 4.2.2 mailbox full")
+
+
+def test_clicked_event_has_url(hooked_sandbox, receiver):
+    send(hooked_sandbox, f"click@{SIM}")
+    hooked_sandbox.wait_idle()
+    assert receiver.bodies()[-1]["url"] == "https://example.com/"
+
+
+def test_batch_events_are_delivered(hooked_sandbox, receiver):
+    batch = {
+        "from": "a@shop.example",
+        "subject": "s",
+        "html": "h",
+        "messages": [{"to": f"open+{i}@{SIM}"} for i in range(3)],
+    }
+    response = requests.post(
+        f"{hooked_sandbox.url}/send/batch",
+        json=batch,
+        timeout=5,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert response.status_code == 202
+    hooked_sandbox.wait_idle()
+    assert sorted(receiver.events()) == ["delivered"] * 3 + ["opened"] * 3
+
+
+def test_failed_webhook_is_retried_with_the_same_id(hooked_sandbox, receiver):
+    receiver.statuses = [500]
+    send(hooked_sandbox, "a@example.org")
+    hooked_sandbox.wait_idle()
+    first, second = receiver.received[1:]
+    assert first[0]["webhook-id"] == second[0]["webhook-id"]
+    assert first[1] == second[1]
+    signing.verify([hooked_sandbox.webhook_signing_secret], second[0], second[1])
+    assert [result for _, result, _ in hooked_sandbox.webhook_attempts][1:] == [500, 200]
+
+
+def test_webhook_is_given_up_after_the_last_delay(hooked_sandbox, receiver):
+    receiver.statuses = [503, 503, 503]
+    send(hooked_sandbox, "a@example.org")
+    hooked_sandbox.wait_idle()
+    assert len(receiver.received) == 1 + 3
+    (failure,) = hooked_sandbox.webhook_failures
+    assert json.loads(failure[1])["event"] == "delivered"
+
+
+def test_unreachable_webhook_url_is_retried_then_given_up():
+    probe = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    port = probe.server_address[1]
+    probe.server_close()  # nothing listens there now
+    with Sandbox(
+        api_key=API_KEY, webhook_url=f"http://127.0.0.1:{port}/", webhook_retry_delays=FAST
+    ) as sb:
+        sb.wait_idle()
+        results = [result for _, result, _ in sb.webhook_attempts]
+        assert len(results) == 3
+        assert all(isinstance(result, str) for result in results)
+        assert len(sb.webhook_failures) == 1
+
+
+def test_duplicate_switch_sends_every_event_twice(hooked_sandbox, receiver):
+    hooked_sandbox.faults.duplicate_webhooks = True
+    send(hooked_sandbox, f"open@{SIM}")
+    hooked_sandbox.wait_idle()
+    ids = [headers["webhook-id"] for headers, _ in receiver.received[1:]]
+    assert len(ids) == 4
+    assert len(set(ids)) == 2
+    assert sorted(receiver.events()) == ["delivered", "delivered", "opened", "opened"]
+
+
+def test_shuffle_switch_delivers_out_of_order(hooked_sandbox, receiver):
+    hooked_sandbox.faults.shuffle_webhooks = True
+    message_id = send(hooked_sandbox, f"click@{SIM}")
+    hooked_sandbox.wait_idle()
+    emitted = [e["event"] for e in hooked_sandbox.message(message_id).events]
+    assert sorted(receiver.events()) == sorted(emitted)
+    assert receiver.events() != emitted
+
+
+def test_batch_switch_sends_lists_of_events(hooked_sandbox, receiver):
+    hooked_sandbox.faults.webhook_batch = 10
+    send(hooked_sandbox, f"click@{SIM}")
+    hooked_sandbox.wait_idle()
+    (body,) = receiver.bodies()
+    assert [event["event"] for event in body] == ["delivered", "opened", "clicked"]
+    headers, raw = receiver.received[-1]
+    Webhook(hooked_sandbox.webhook_signing_secret).verify(raw, headers)
+
+
+def test_emit_queues_a_hand_made_event(hooked_sandbox, receiver):
+    message_id = send(hooked_sandbox, f"deferred@{SIM}")
+    hooked_sandbox.wait_idle()
+    hooked_sandbox.emit(message_id, "bounced", bounce_type="hard", bounce_reason="x")
+    hooked_sandbox.wait_idle()
+    (event,) = receiver.bodies()
+    assert (event["event"], event["message_id"], event["bounce_reason"]) == (
+        "bounced",
+        message_id,
+        "x",
+    )
+
+
+def test_events_are_recorded_without_a_webhook_url():
+    with Sandbox(api_key=API_KEY) as sb:
+        message_id = send(sb, f"open@{SIM}")
+        sb.wait_idle()
+        assert [e["event"] for e in sb.message(message_id).events] == ["delivered", "opened"]
+        assert sb.webhook_attempts == []
+
+
+def test_wait_idle_raises_timeout_error_when_busy(receiver):
+    receiver.statuses = [500]
+    with Sandbox(api_key=API_KEY, webhook_url=receiver.url, webhook_retry_delays=(30,)) as sb:
+        receiver.wait_for(1)
+        with pytest.raises(TimeoutError):
+            sb.wait_idle(timeout=0.05)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
+import django
+
 SECRET_KEY = "tests-only"
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -62,7 +64,11 @@ def _database() -> dict[str, object]:
 
 DATABASES = {"default": _database()}
 
-EMAIL_BACKEND = "django_cloudmails.backends.EmailBackend"
+if django.VERSION >= (6, 1):
+    # Django 6.1 deprecates EMAIL_BACKEND (a warning, an error under our pytest config).
+    MAILERS = {"default": {"BACKEND": "django_cloudmails.backends.EmailBackend"}}
+else:
+    EMAIL_BACKEND = "django_cloudmails.backends.EmailBackend"
 CLOUDMAILS = {
     "API_KEY": "test-key",
     "API_URL": "http://127.0.0.1:9/v1",

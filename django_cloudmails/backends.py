@@ -1,0 +1,285 @@
+"""Django email backend that sends through the CloudMails API and records every message.
+
+    EMAIL_BACKEND = "django_cloudmails.backends.EmailBackend"        # Django 4.2-6.0
+    MAILERS = {"default": {"BACKEND": "django_cloudmails.backends.EmailBackend",
+                           "OPTIONS": {"api_key": "..."}}}            # Django 6.1+
+
+``send_messages()`` turns every email into API messages first (refusing what the API
+cannot carry before anything is written or sent), writes one Delivery row per API message,
+then sends: a lone API message through ``/send``, several through ``/send/batch`` in
+chunks of ``BATCH_SIZE``. Nothing needs per-message handling on the batch path: a batch
+carries each message whole (attachments included) and reports each one's fate, so one
+request per chunk is always the better choice. ``/send`` is used only for a single message
+because its answer is synchronous (status ``sent`` at once) and keyed by the row's own id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import django
+from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
+
+from . import lifecycle, outbox
+from .client import CloudMailsClient, iter_batches
+from .conf import OPTION_KEYS, CloudMailsSettings
+from .exceptions import (
+    CloudMailsAPIError,
+    CloudMailsConfigurationError,
+    CloudMailsError,
+    CloudMailsInvalidMessage,
+    CloudMailsSuppressed,
+    CloudMailsTimeout,
+    CloudMailsUnauthorized,
+    CloudMailsUnsupportedFeature,
+    error_for_status,
+)
+from .limits import MAX_REQUEST_BYTES
+from .models import Delivery
+from .payloads import build_api_messages
+
+_MAILERS = django.VERSION >= (6, 1)
+DEFAULT_ALIAS = "default"
+
+
+class EmailBackend(BaseEmailBackend):
+    """Sends Django email through CloudMails; one Delivery row per API message.
+
+    Keyword arguments (``get_connection(api_key=...)`` or ``MAILERS`` ``OPTIONS``)
+    override the ``CLOUDMAILS`` setting for this backend only. After sending, each
+    EmailMessage has ``cloudmails_deliveries``: its Delivery rows, in ``to`` order.
+    """
+
+    def __init__(
+        self,
+        fail_silently: bool = False,
+        *,
+        alias: str | None = None,
+        api_key: str | None = None,
+        api_url: str | None = None,
+        timeout: float | None = None,
+        retry_attempts: int | None = None,
+        retry_backoff: float | None = None,
+        retry_max_backoff: float | None = None,
+        batch_size: int | None = None,
+        ignore_unsupported_features: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        given = {
+            "api_key": api_key,
+            "api_url": api_url,
+            "timeout": timeout,
+            "retry_attempts": retry_attempts,
+            "retry_backoff": retry_backoff,
+            "retry_max_backoff": retry_max_backoff,
+            "batch_size": batch_size,
+            "ignore_unsupported_features": ignore_unsupported_features,
+        }
+        assert set(given) == set(OPTION_KEYS)
+        if _MAILERS:
+            # Django 6.1 warns when fail_silently reaches BaseEmailBackend, and raises
+            # InvalidMailer for unknown OPTIONS: keep the former, pass the rest on.
+            super().__init__(alias=alias, **kwargs)
+        else:
+            super().__init__(fail_silently=fail_silently, **kwargs)
+        self.fail_silently = fail_silently
+        self.alias = alias
+        self.settings = CloudMailsSettings({k: v for k, v in given.items() if v is not None})
+        self.client: CloudMailsClient | None = None
+        self._link_orphans = True
+
+    def open(self) -> bool:
+        """Open the API session; True when this call opened it (and must close it)."""
+        if self.client is not None:
+            return False
+        api_key = self.settings.api_key
+        if not api_key:
+            raise CloudMailsConfigurationError(
+                'No CloudMails API key: set CLOUDMAILS["API_KEY"], the CLOUDMAILS_API_KEY '
+                'environment variable or the backend\'s "api_key" option.'
+            )
+        self.client = CloudMailsClient(
+            api_key,
+            api_url=self.settings.api_url,
+            timeout=self.settings.timeout,
+            retry=self.settings.retry_policy,
+        )
+        return True
+
+    def close(self) -> None:
+        """Close the API session, if one is open."""
+        if self.client is not None:
+            client, self.client = self.client, None
+            client.close()
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        """Send the emails; return how many were accepted whole by the API."""
+        if not email_messages:
+            return 0
+        try:
+            return self._send(list(email_messages))
+        except CloudMailsError:
+            if self.fail_silently:
+                return 0
+            raise
+
+    def _send(self, emails: list[EmailMessage]) -> int:
+        alias = self.alias or DEFAULT_ALIAS
+        ignore = self.settings.ignore_unsupported_features
+        rows_by_email: list[list[Delivery]] = []
+        for email in emails:
+            try:
+                api_messages = build_api_messages(email, ignore_unsupported=ignore)
+            except CloudMailsInvalidMessage as error:
+                if not self.fail_silently:
+                    raise
+                code = (
+                    outbox.ERROR_UNSUPPORTED
+                    if isinstance(error, CloudMailsUnsupportedFeature)
+                    else outbox.ERROR_INVALID
+                )
+                rows_by_email.append(
+                    [outbox.invalid_delivery(email, error, alias=alias, code=code)]
+                )
+                continue
+            rows_by_email.append([outbox.new_delivery(m, alias=alias) for m in api_messages])
+
+        rows = [row for group in rows_by_email for row in group]
+        pending = self._apply_suppressions([row for row in rows if row.status == lifecycle.QUEUED])
+        # Rows committed before the call cannot have orphaned events (see outbox).
+        self._link_orphans = not outbox.insert(rows)
+        for email, group in zip(emails, rows_by_email, strict=True):
+            email.cloudmails_deliveries = group  # type: ignore[attr-defined]
+        errors: list[CloudMailsError] = []
+        if pending:
+            opened = self.open()
+            try:
+                if len(pending) == 1:
+                    self._send_one(pending[0], errors)
+                else:
+                    self._send_batches(pending, errors)
+            finally:
+                if opened:
+                    self.close()
+        if errors and not self.fail_silently:
+            raise errors[0]
+        return sum(1 for group in rows_by_email if all(row.message_id for row in group))
+
+    def _apply_suppressions(self, rows: list[Delivery]) -> list[Delivery]:
+        """Fail (or raise for) rows whose recipient is suppressed; return the others."""
+        reasons = outbox.suppression_reasons(row.to_email for row in rows)
+        if not reasons:
+            return rows
+        pending = []
+        for row in rows:
+            reason = reasons.get(row.to_email.lower())
+            if reason is None:
+                pending.append(row)
+                continue
+            message = f"{row.to_email} is on the suppression list ({reason}); not sent."
+            if self.settings.suppressed_recipients == "raise" and not self.fail_silently:
+                raise CloudMailsSuppressed(message, address=row.to_email, reason=reason)
+            outbox.refuse(row, outbox.ERROR_SUPPRESSED, message)
+        return pending
+
+    def _send_one(self, row: Delivery, errors: list[CloudMailsError]) -> None:
+        assert self.client is not None
+        try:
+            result = self.client.send(row.payload, idempotency_key=outbox.idempotency_key(row))
+        except CloudMailsError as error:
+            _record_error([row], error)
+            errors.append(error)
+            return
+        outbox.mark_sent(
+            [(row, result.message_id)], attempts=result.attempts, link_orphans=self._link_orphans
+        )
+
+    def _send_batches(self, rows: list[Delivery], errors: list[CloudMailsError]) -> None:
+        assert self.client is not None
+        for chunk in _chunks(rows, self.settings.batch_size):
+            if errors and isinstance(errors[0], CloudMailsUnauthorized):
+                # The key is wrong: every further request would be refused the same way.
+                outbox.mark_failed(chunk, code="401", error=str(errors[0]), attempts=0)
+                continue
+            try:
+                result = self.client.send_batch(
+                    [row.payload for row in chunk], idempotency_key=_batch_key(chunk)
+                )
+            except CloudMailsError as error:
+                _record_error(chunk, error)
+                errors.append(error)
+                continue
+            accepted, refused = [], []
+            for item in result.items:
+                row = chunk[item.index]
+                if item.message_id:
+                    accepted.append((row, item.message_id))
+                else:
+                    refused.append((row, item))
+            outbox.mark_sent(
+                accepted,
+                attempts=result.attempts,
+                batch_id=result.batch_id,
+                link_orphans=self._link_orphans,
+            )
+            for row, item in refused:
+                detail = item.error
+                code = detail.code if detail else 400
+                text = detail.message if detail else "no result for this message"
+                message = f"CloudMails refused the message to {row.to_email} ({code}): {text}"
+                outbox.mark_failed([row], code=str(code), error=message, attempts=result.attempts)
+                field = detail.field if detail else None
+                errors.append(error_for_status(code, message, field=field))
+            answered = {item.index for item in result.items}
+            missing = [row for index, row in enumerate(chunk) if index not in answered]
+            outbox.mark_unanswered(
+                missing,
+                code=outbox.ERROR_TRANSPORT,
+                error="The batch response had no entry for this message.",
+                attempts=result.attempts,
+            )
+
+
+def _record_error(rows: list[Delivery], error: CloudMailsError) -> None:
+    attempts = max(error.attempts, 1)
+    if isinstance(error, CloudMailsAPIError) and (error.status_code or 0) >= 400:
+        outbox.mark_failed(rows, code=str(error.status_code), error=str(error), attempts=attempts)
+    else:
+        code = (
+            outbox.ERROR_TIMEOUT if isinstance(error, CloudMailsTimeout) else outbox.ERROR_TRANSPORT
+        )
+        outbox.mark_unanswered(rows, code=code, error=str(error), attempts=attempts)
+
+
+def _chunks(rows: list[Delivery], size: int) -> list[list[Delivery]]:
+    """Chunks of at most ``size`` rows, each small enough for one request body."""
+    chunks: list[list[Delivery]] = []
+    for batch in iter_batches(rows, size):
+        current: list[Delivery] = []
+        total = 0
+        for row in batch:
+            weight = _weight(row)
+            if current and total + weight > MAX_REQUEST_BYTES:
+                chunks.append(current)
+                current, total = [], 0
+            current.append(row)
+            total += weight
+        if current:
+            chunks.append(current)
+    return chunks
+
+
+def _weight(row: Delivery) -> int:
+    """Rough JSON size of a row's payload; attachments dominate when present."""
+    payload = row.payload
+    size = 1024 + len(payload.get("html", "")) * 2 + len(payload.get("text", "")) * 2
+    return size + sum(len(a["content"]) + 256 for a in payload.get("attachments", ()))
+
+
+def _batch_key(chunk: list[Delivery]) -> str:
+    """The Idempotency-Key of a batch: the same rows in the same order, the same key."""
+    digest = hashlib.sha256("".join(row.id.hex for row in chunk).encode()).hexdigest()
+    return f"cloudmails-batch-{digest[:40]}"

@@ -1,0 +1,123 @@
+"""System checks: one test per id, plus the check framework end to end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from django_cloudmails.checks import check_settings
+
+OURS = "django_cloudmails.backends.EmailBackend"
+
+
+@pytest.fixture(autouse=True)
+def configured(settings: Any, monkeypatch: Any) -> Any:
+    """Our backend configured the way this Django version expects, with a valid setup."""
+    monkeypatch.delenv("CLOUDMAILS_API_KEY", raising=False)
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": OURS}}
+    else:
+        settings.EMAIL_BACKEND = OURS
+    settings.CLOUDMAILS = {"API_KEY": "k", "WEBHOOK_SECRET": "hook:s3cret"}
+    return settings
+
+
+def ids(settings: Any = None) -> list[str]:
+    return [message.id for message in check_settings()]
+
+
+def test_valid_settings_pass() -> None:
+    assert ids() == []
+
+
+def test_e001_missing_api_key(settings: Any) -> None:
+    settings.CLOUDMAILS = {"WEBHOOK_SECRET": "hook:s3cret"}
+
+    assert ids() == ["cloudmails.E001"]
+
+
+def test_e001_not_raised_when_the_environment_has_the_key(settings: Any, monkeypatch: Any) -> None:
+    settings.CLOUDMAILS = {"WEBHOOK_SECRET": "hook:s3cret"}
+    monkeypatch.setenv("CLOUDMAILS_API_KEY", "from-env")
+
+    assert ids() == []
+
+
+def test_e001_not_raised_when_our_backend_is_not_used(settings: Any) -> None:
+    settings.CLOUDMAILS = {"WEBHOOK_SECRET": "hook:s3cret"}
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+    else:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    assert ids() == []
+
+
+def test_e002_api_url_that_is_not_http(settings: Any) -> None:
+    settings.CLOUDMAILS = {**settings.CLOUDMAILS, "API_URL": "api.cloudmails.eu/v1"}
+
+    assert ids() == ["cloudmails.E002"]
+
+
+def test_e003_webhook_routed_without_secret(settings: Any) -> None:
+    settings.CLOUDMAILS = {"API_KEY": "k"}
+
+    assert ids() == ["cloudmails.E003"]
+
+
+def test_e004_unknown_key_suggests_the_close_one(settings: Any) -> None:
+    settings.CLOUDMAILS = {**settings.CLOUDMAILS, "API_KYE": "k"}
+
+    (error,) = check_settings()
+    assert error.id == "cloudmails.E004"
+    assert "API_KEY" in error.hint
+
+
+def test_e005_value_out_of_range(settings: Any) -> None:
+    settings.CLOUDMAILS = {**settings.CLOUDMAILS, "BATCH_SIZE": 5000}
+
+    assert ids() == ["cloudmails.E005"]
+
+
+def test_e005_cloudmails_not_a_dict(settings: Any) -> None:
+    settings.CLOUDMAILS = "k"
+
+    assert ids() == ["cloudmails.E005"]
+
+
+def test_e006_malformed_webhook_secret(settings: Any) -> None:
+    settings.CLOUDMAILS = {"API_KEY": "k", "WEBHOOK_SECRET": "no-colon"}
+
+    assert ids() == ["cloudmails.E006"]
+
+
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is Django 6.1+")
+def test_e001_names_the_mailers_alias_without_a_key(settings: Any) -> None:
+    settings.CLOUDMAILS = {"WEBHOOK_SECRET": "hook:s3cret"}
+    settings.MAILERS = {
+        "default": {"BACKEND": OURS, "OPTIONS": {"api_key": "a"}},
+        "bulk": {"BACKEND": OURS},
+    }
+
+    (error,) = check_settings()
+    assert error.id == "cloudmails.E001"
+    assert 'MAILERS["bulk"]' in error.msg
+
+
+@pytest.mark.django_db  # Django 6.1's checks query the database
+def test_check_command_reports_our_errors(settings: Any) -> None:
+    settings.CLOUDMAILS = {"API_KEY": "k", "WEBHOOK_SECRET": "hook:s3cret", "TIMEOUT": -1}
+
+    with pytest.raises(SystemCheckError, match=r"cloudmails\.E005"):
+        call_command("check")
+
+
+@pytest.mark.django_db
+def test_check_command_passes_with_valid_settings(capsys: Any) -> None:
+    call_command("check")
+
+    assert "no issues" in capsys.readouterr().out

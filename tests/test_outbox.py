@@ -1,0 +1,219 @@
+"""The outbox: rows written before the call, results stored after, through the lifecycle."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.core.mail import EmailMessage
+from django.db import transaction
+
+from django_cloudmails import outbox, recording
+from django_cloudmails.models import Delivery, Suppression
+from django_cloudmails.payloads import DELIVERY_ID_ARG, build_api_messages
+
+pytestmark = pytest.mark.django_db
+
+
+def queued(count: int = 1) -> list[Delivery]:
+    rows = []
+    for i in range(count):
+        message = EmailMessage("Hi", "Body", "f@shop.example", [f"u{i}@example.com"])
+        rows.extend(
+            outbox.new_delivery(api, alias="default") for api in build_api_messages(message)
+        )
+    outbox.insert(rows)
+    return rows
+
+
+def test_new_delivery_carries_its_id_in_custom_args() -> None:
+    (row,) = queued()
+
+    stored = Delivery.objects.get()
+    assert stored.payload["custom_args"][DELIVERY_ID_ARG] == str(row.id)
+    assert stored.status == "queued"
+    assert outbox.idempotency_key(row) == f"cloudmails-{row.id}"
+
+
+def test_insert_writes_every_field_like_the_orm() -> None:
+    (row,) = queued()
+
+    stored = Delivery.objects.get()
+    assert stored.id == row.id
+    assert (stored.to_email, stored.from_email, stored.subject) == (
+        "u0@example.com",
+        "f@shop.example",
+        "Hi",
+    )
+    assert stored.created_at is not None
+    assert stored.updated_at is not None
+    assert stored.message_id is None
+    assert stored.metadata == {}
+    assert stored.tags == []
+
+
+def test_insert_reports_whether_the_rows_are_committed() -> None:
+    message = EmailMessage("Hi", "Body", "f@shop.example", ["a@example.com"])
+    (api,) = build_api_messages(message)
+
+    with transaction.atomic():
+        assert outbox.insert([outbox.new_delivery(api, alias="default")]) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_insert_outside_a_transaction_is_committed() -> None:
+    message = EmailMessage("Hi", "Body", "f@shop.example", ["a@example.com"])
+    (api,) = build_api_messages(message)
+
+    assert outbox.insert([outbox.new_delivery(api, alias="default")]) is True
+
+
+def test_mark_sent_stores_message_ids_for_many_rows_in_one_statement() -> None:
+    rows = queued(3)
+
+    outbox.mark_sent([(row, f"msg_{i}") for i, row in enumerate(rows)], attempts=2, batch_id="b1")
+
+    stored = {row.id: row for row in Delivery.objects.all()}
+    for i, row in enumerate(rows):
+        assert stored[row.id].message_id == f"msg_{i}"
+        assert stored[row.id].status == "sent"
+        assert stored[row.id].attempts == 2
+        assert stored[row.id].batch_id == "b1"
+        assert stored[row.id].sent_at is not None
+
+
+def test_mark_sent_single_row_leaves_batch_id_empty() -> None:
+    (row,) = queued()
+
+    outbox.mark_sent([(row, "msg_1")], attempts=1)
+
+    stored = Delivery.objects.get()
+    assert (stored.message_id, stored.status, stored.batch_id) == ("msg_1", "sent", "")
+
+
+def test_mark_sent_does_not_move_a_row_back_from_a_later_status() -> None:
+    (row,) = queued()
+    Delivery.objects.filter(pk=row.pk).update(status="delivered")
+
+    outbox.mark_sent([(row, "msg_1")], attempts=1)
+
+    stored = Delivery.objects.get()
+    assert (stored.status, stored.message_id) == ("delivered", "msg_1")
+
+
+def test_mark_sent_updates_the_rows_in_memory() -> None:
+    (row,) = queued()
+
+    outbox.mark_sent([(row, "msg_1")], attempts=1)
+
+    assert (row.status, row.message_id, row.attempts) == ("sent", "msg_1", 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_mark_sent_links_orphans_at_once_in_autocommit(monkeypatch: Any) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(recording, "apply_orphan_events", lambda ids: calls.append(list(ids)))
+    (row,) = queued()
+
+    outbox.mark_sent([(row, "msg_a")], attempts=1)
+
+    assert calls == [["msg_a"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_mark_sent_links_orphans_after_the_callers_transaction_commits(monkeypatch: Any) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(recording, "apply_orphan_events", lambda ids: calls.append(list(ids)))
+
+    with transaction.atomic():
+        (row,) = queued()
+        outbox.mark_sent([(row, "msg_a")], attempts=1)
+        assert calls == []
+
+    assert calls == [["msg_a"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_mark_sent_can_skip_orphan_linking_for_rows_committed_before_the_call(
+    monkeypatch: Any,
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(recording, "apply_orphan_events", calls.append)
+    (row,) = queued()
+
+    outbox.mark_sent([(row, "msg_a")], attempts=1, link_orphans=False)
+
+    assert calls == []
+
+
+def test_mark_failed_records_the_error_and_attempts() -> None:
+    rows = queued(2)
+
+    outbox.mark_failed(rows, code="403", error="not verified", attempts=1)
+
+    for stored in Delivery.objects.all():
+        assert (stored.status, stored.error_code, stored.last_error) == (
+            "failed",
+            "403",
+            "not verified",
+        )
+        assert stored.attempts == 1
+        assert stored.failed_at is not None
+
+
+def test_mark_failed_does_not_override_a_bounce() -> None:
+    (row,) = queued()
+    Delivery.objects.filter(pk=row.pk).update(status="bounced")
+
+    outbox.mark_failed([row], code="500", error="x", attempts=1)
+
+    assert Delivery.objects.get().status == "bounced"
+
+
+def test_mark_unanswered_keeps_the_row_queued_with_the_error() -> None:
+    (row,) = queued()
+
+    outbox.mark_unanswered([row], code="transport", error="reset", attempts=3)
+    outbox.mark_unanswered([row], code="timeout", error="slow", attempts=1)
+
+    stored = Delivery.objects.get()
+    assert (stored.status, stored.error_code, stored.last_error, stored.attempts) == (
+        "queued",
+        "timeout",
+        "slow",
+        4,
+    )
+
+
+def test_invalid_delivery_is_a_failed_row_with_the_error() -> None:
+    message = EmailMessage("Hi", "Body", "f@shop.example", ["bad"])
+
+    row = outbox.invalid_delivery(message, ValueError("bad address"), alias="a", code="invalid")
+
+    assert (row.status, row.error_code, row.last_error, row.to_email, row.alias) == (
+        "failed",
+        "invalid",
+        "bad address",
+        "bad",
+        "a",
+    )
+
+
+def test_suppression_reasons_match_case_insensitively() -> None:
+    Suppression.objects.create(address="bob@example.com", reason="complained")
+
+    reasons = outbox.suppression_reasons(["Bob@Example.com", "ann@example.com"])
+
+    assert reasons == {"bob@example.com": "complained"}
+
+
+def test_suppression_reasons_of_nothing_is_empty() -> None:
+    assert outbox.suppression_reasons([]) == {}
+
+
+def test_rows_are_found_by_uuid_after_a_raw_update() -> None:
+    (row,) = queued()
+    outbox.mark_sent([(row, "msg_z")], attempts=1)
+
+    assert Delivery.objects.get(pk=uuid.UUID(str(row.id))).message_id == "msg_z"

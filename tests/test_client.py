@@ -338,6 +338,27 @@ def test_client_closes_the_session_it_created(sandbox: Any) -> None:
     assert closed == [True]
 
 
+def test_client_takes_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with CloudMailsClient("k", api_url="https://api.cloudmails.eu/v1") as client:
+        assert client.session.proxies["https"] == "http://proxy.internal:3128"
+
+
+def test_client_honours_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with CloudMailsClient("k", api_url="http://127.0.0.1:8025/v1") as client:
+        assert "http" not in client.session.proxies
+
+
+def test_client_takes_the_ca_bundle_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/internal-ca.pem")
+    with CloudMailsClient("k") as client:
+        assert client.session.verify == "/etc/ssl/internal-ca.pem"
+
+
 def test_client_module_imports_nothing_from_django() -> None:
     import subprocess
     import sys

@@ -40,6 +40,7 @@ from .exceptions import (
 from .limits import MAX_REQUEST_BYTES
 from .models import Delivery
 from .payloads import build_api_messages
+from .suppression import normalize_address, suppressed
 
 _MAILERS = django.VERSION >= (6, 1)
 DEFAULT_ALIAS = "default"
@@ -170,12 +171,12 @@ class EmailBackend(BaseEmailBackend):
 
     def _apply_suppressions(self, rows: list[Delivery]) -> list[Delivery]:
         """Fail (or raise for) rows whose recipient is suppressed; return the others."""
-        reasons = outbox.suppression_reasons(row.to_email for row in rows)
+        reasons = suppressed(row.to_email for row in rows)
         if not reasons:
             return rows
         pending = []
         for row in rows:
-            reason = reasons.get(row.to_email.lower())
+            reason = reasons.get(normalize_address(row.to_email))
             if reason is None:
                 pending.append(row)
                 continue

@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.utils.encoding import force_str
 
 from . import lifecycle, recording
-from .models import Delivery, Suppression
+from .models import Delivery
 from .payloads import ApiMessage, with_delivery_id
 
 #: Rows per UPDATE statement when storing message ids.
@@ -195,33 +195,6 @@ def _build_insert(connection: Any) -> tuple[str, list[Any]]:
         ", ".join(["%s"] * len(fields)),
     )
     return sql, fields
-
-
-def suppression_reasons(addresses: Iterable[str]) -> dict[str, str]:
-    """``{lower-cased bare address: reason}`` for the suppressed ones among ``addresses``.
-
-    The same lookup as :func:`django_cloudmails.suppression.suppressed`, for addresses
-    that are bare already, in one raw query: it runs before every send.
-    """
-    wanted = sorted({address.lower() for address in addresses})
-    if not wanted:
-        return {}
-    connection = connections[router.db_for_read(Suppression)]
-    quote = connection.ops.quote_name
-    found: dict[str, str] = {}
-    for start in range(0, len(wanted), UPDATE_CHUNK):
-        chunk = wanted[start : start + UPDATE_CHUNK]
-        sql = "SELECT {}, {} FROM {} WHERE {} IN ({})".format(  # noqa: S608 - model names
-            quote("address"),
-            quote("reason"),
-            quote(Suppression._meta.db_table),
-            quote("address"),
-            ", ".join(["%s"] * len(chunk)),
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, chunk)
-            found.update(cursor.fetchall())
-    return found
 
 
 def mark_sent(

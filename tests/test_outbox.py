@@ -10,7 +10,7 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 
 from django_cloudmails import outbox, recording
-from django_cloudmails.models import Delivery, Suppression
+from django_cloudmails.models import Delivery
 from django_cloudmails.payloads import DELIVERY_ID_ARG, build_api_messages
 
 pytestmark = pytest.mark.django_db
@@ -198,18 +198,6 @@ def test_invalid_delivery_is_a_failed_row_with_the_error() -> None:
         "bad",
         "a",
     )
-
-
-def test_suppression_reasons_match_case_insensitively() -> None:
-    Suppression.objects.create(address="bob@example.com", reason="complained")
-
-    reasons = outbox.suppression_reasons(["Bob@Example.com", "ann@example.com"])
-
-    assert reasons == {"bob@example.com": "complained"}
-
-
-def test_suppression_reasons_of_nothing_is_empty() -> None:
-    assert outbox.suppression_reasons([]) == {}
 
 
 def test_rows_are_found_by_uuid_after_a_raw_update() -> None:

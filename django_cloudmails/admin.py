@@ -1,0 +1,99 @@
+"""Admin pages: deliveries and events are written by the system and shown read-only;
+the suppression list is the one thing staff edit (add by hand, delete to lift)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from .models import Delivery, DeliveryEvent, Suppression
+from .suppression import normalize_address
+
+
+class ReadOnlyAdminMixin:
+    """Rows written by the system: viewable (and deletable), never added or edited."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class DeliveryEventInline(ReadOnlyAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
+    model = DeliveryEvent
+    fields = ("event", "occurred_at", "recipient", "received_at", "dedupe_key")
+    readonly_fields = fields
+    ordering = ("occurred_at",)
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("subject", "to_email", "status", "created_at", "opens", "clicks")
+    list_filter = ("status", "alias")
+    # "=" is an exact, indexed match; the others scan, which search alone pays for.
+    search_fields = ("=message_id", "to_email", "subject")
+    ordering = ("-created_at",)
+    # No date_hierarchy and no full count: both scan the whole table on every page.
+    show_full_result_count = False
+    inlines = (DeliveryEventInline,)
+
+
+@admin.register(DeliveryEvent)
+class DeliveryEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("event", "message_id", "recipient", "occurred_at", "delivery_link")
+    list_filter = ("event",)
+    search_fields = ("=message_id", "=dedupe_key", "recipient")
+    ordering = ("-occurred_at",)
+    show_full_result_count = False
+    list_select_related = ("delivery",)
+
+    @admin.display(description=_("delivery"))
+    def delivery_link(self, obj: DeliveryEvent) -> str:
+        if obj.delivery_id is None:
+            return "-"
+        url = reverse("admin:cloudmails_delivery_change", args=[obj.delivery_id])
+        return format_html('<a href="{}">{}</a>', url, obj.delivery)
+
+
+class SuppressionForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Normalizes the address before the uniqueness check, so case never duplicates."""
+
+    class Meta:
+        model = Suppression
+        fields = ("address", "reason")
+
+    def clean_address(self) -> str:
+        return normalize_address(self.cleaned_data["address"])
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Deleting a suppression lifts it; adding one by hand blocks an address."""
+
+    form = SuppressionForm
+    list_display = ("address", "reason", "created_at", "source_event")
+    list_filter = ("reason",)
+    search_fields = ("address",)
+    ordering = ("-created_at",)
+    fields = ("address", "reason", "source_event", "created_at")
+    readonly_fields = ("source_event", "created_at")
+    show_full_result_count = False
+    list_select_related = ("source_event",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None:
+            return ("address", "reason", *self.readonly_fields)
+        return self.readonly_fields
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"reason": Suppression.Reason.MANUAL, **super().get_changeform_initial_data(request)}

@@ -1,0 +1,201 @@
+"""End to end over real HTTP: the sandbox's webhook sender posting to a live server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import fields
+from typing import Any
+
+import pytest
+import requests
+from django.db import connections
+from django.test.testcases import LiveServerThread
+
+from django_cloudmails import lifecycle
+from django_cloudmails.lifecycle import Tracking
+from django_cloudmails.models import Delivery, DeliveryEvent, Suppression
+from django_cloudmails.webhooks import parse_timestamp
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SIM = "simulator.cloudmails.test"
+FATES = ("delivered", "bounce", "softbounce", "complaint", "open", "click", "unsubscribe")
+
+
+def webhook_url(webhook_server: Any, credentials: str = "hook:s3cret") -> str:
+    return f"http://{credentials}@{webhook_server.host}:{webhook_server.port}/cloudmails/webhook/"
+
+
+@pytest.fixture
+def webhook_server(transactional_db: None, sandbox: Any) -> Iterator[Any]:
+    """A live server for this module's tests (the webhook view only: no static files,
+    which the suite's settings leave unconfigured). The sandbox is stopped first, so
+    no keep-alive request thread still holds the shared in-memory SQLite connection."""
+    overrides = {
+        conn.alias: conn
+        for conn in connections.all()
+        if conn.vendor == "sqlite" and conn.is_in_memory_db()
+    }
+    server = LiveServerThread("127.0.0.1", lambda app: app, connections_override=overrides)
+    server.daemon = True
+    for conn in overrides.values():
+        conn.inc_thread_sharing()
+    server.start()
+    server.is_ready.wait()
+    try:
+        if server.error:
+            raise server.error
+        yield server
+    finally:
+        sandbox.stop()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(
+            "process_request_thread" in thread.name for thread in threading.enumerate()
+        ):
+            time.sleep(0.01)
+        server.terminate()
+        for conn in overrides.values():
+            conn.dec_thread_sharing()
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as http:
+        http.headers["Authorization"] = "Bearer test-key"
+        yield http
+
+
+def send_all(
+    sandbox: Any, session: requests.Session, fates: tuple[str, ...] = FATES
+) -> list[Delivery]:
+    """One Delivery per simulator fate, sent through the sandbox API, as the outbox does."""
+    sandbox.pause_processing()
+    deliveries = []
+    for fate in fates:
+        delivery = Delivery.objects.create(
+            status="queued", to_email=f"{fate}@{SIM}", from_email="shop@shop.example"
+        )
+        response = session.post(
+            f"{sandbox.url}/send",
+            json={
+                "to": f"{fate}@{SIM}",
+                "from": "shop@shop.example",
+                "subject": "Hello",
+                "html": "<p>Hello</p>",
+                "custom_args": {"cloudmails_delivery_id": str(delivery.pk), "fate": fate},
+            },
+            timeout=5,
+        )
+        response.raise_for_status()
+        Delivery.objects.filter(pk=delivery.pk).update(
+            message_id=response.json()["message_id"], status="sent"
+        )
+        deliveries.append(delivery)
+    for delivery in deliveries:
+        delivery.refresh_from_db()
+        if delivery.to_email.startswith(("open@", "click@")):
+            sandbox.emit(delivery.message_id, "opened")
+    sandbox.resume_processing()
+    return deliveries
+
+
+def expected_tracking(sandbox: Any, message_id: str) -> Tracking:
+    events = sorted(
+        sandbox.message(message_id).events, key=lambda e: parse_timestamp(e["timestamp"], "")
+    )
+    return lifecycle.replay(
+        (
+            lifecycle.effect_of(
+                e["event"],
+                bounce_reason=e.get("bounce_reason", ""),
+                bounce_type=e.get("bounce_type", ""),
+            ),
+            parse_timestamp(e["timestamp"], ""),
+        )
+        for e in events
+    )
+
+
+def tracking_of(delivery: Delivery) -> Tracking:
+    delivery.refresh_from_db()
+    return Tracking(**{f.name: getattr(delivery, f.name) for f in fields(Tracking)})
+
+
+def assert_rows_match_the_sandbox(sandbox: Any, deliveries: list[Delivery]) -> None:
+    sent = sum(len(sandbox.message(d.message_id).events) for d in deliveries)
+    assert DeliveryEvent.objects.count() == sent
+    assert not DeliveryEvent.objects.filter(delivery__isnull=True).exists()
+    for delivery in deliveries:
+        assert tracking_of(delivery) == expected_tracking(sandbox, delivery.message_id), (
+            delivery.to_email
+        )
+
+
+def test_ping_from_the_sandbox_gets_200(sandbox: Any, webhook_server: Any) -> None:
+    sandbox.configure_webhook(webhook_url(webhook_server))
+    sandbox.wait_idle()
+    assert [status for _, status, _ in sandbox.webhook_attempts] == [200]
+    assert not DeliveryEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {},
+        {"duplicate_webhooks": True, "shuffle_webhooks": True},
+        {"duplicate_webhooks": True, "shuffle_webhooks": True, "webhook_batch": 3},
+    ],
+    ids=["plain", "duplicated-shuffled", "duplicated-shuffled-batched"],
+)
+def test_every_event_type_from_the_sandbox_lands_in_the_rows(
+    sandbox: Any, webhook_server: Any, session: requests.Session, switches: dict[str, Any]
+) -> None:
+    sandbox.configure_webhook(webhook_url(webhook_server))
+    sandbox.wait_idle()
+    sandbox.faults.update(switches)
+    deliveries = send_all(sandbox, session)
+    sandbox.wait_idle(timeout=30)
+    assert {status for _, status, _ in sandbox.webhook_attempts} == {200}
+    assert_rows_match_the_sandbox(sandbox, deliveries)
+    statuses = {d.to_email.partition("@")[0]: d.status for d in deliveries}
+    assert statuses == {
+        "delivered": "delivered",
+        "bounce": "bounced",
+        "softbounce": "bounced",
+        "complaint": "delivered",
+        "open": "delivered",
+        "click": "delivered",
+        "unsubscribe": "delivered",
+    }
+    assert dict(Suppression.objects.values_list("address", "reason")) == {
+        f"bounce@{SIM}": "hard_bounce",
+        f"complaint@{SIM}": "complained",
+        f"unsubscribe@{SIM}": "unsubscribed",
+    }
+
+
+def test_signed_webhooks_from_the_sandbox_verify(
+    sandbox: Any, webhook_server: Any, session: requests.Session, settings: Any
+) -> None:
+    settings.CLOUDMAILS = {
+        **settings.CLOUDMAILS,
+        "WEBHOOK_SIGNING_SECRET": sandbox.webhook_signing_secret,
+    }
+    sandbox.configure_webhook(webhook_url(webhook_server))
+    deliveries = send_all(sandbox, session)
+    sandbox.wait_idle(timeout=30)
+    assert {status for _, status, _ in sandbox.webhook_attempts} == {200}
+    assert_rows_match_the_sandbox(sandbox, deliveries)
+
+
+def test_wrong_credentials_in_the_url_are_refused_and_record_nothing(
+    sandbox: Any, webhook_server: Any, session: requests.Session
+) -> None:
+    sandbox.configure_webhook(webhook_url(webhook_server, "hook:wrong"))
+    send_all(sandbox, session, fates=("bounce",))
+    sandbox.wait_idle(timeout=30)
+    assert {status for _, status, _ in sandbox.webhook_attempts} == {401}
+    assert sandbox.webhook_failures
+    assert not DeliveryEvent.objects.exists()

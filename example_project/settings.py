@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
@@ -22,7 +24,11 @@ STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DEFAULT_FROM_EMAIL = "Example Shop <noreply@shop.example>"
 SERVER_EMAIL = "alerts@shop.example"
-ADMINS = [("Ops", "delivered+ops@simulator.cloudmails.test")]
+ADMINS = (
+    ["delivered+ops@simulator.cloudmails.test"]
+    if django.VERSION >= (6, 0)
+    else [("Ops", "delivered+ops@simulator.cloudmails.test")]
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -14,8 +14,13 @@ ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "tests.urls"
 DEFAULT_FROM_EMAIL = "Shop <noreply@shop.example>"
 SERVER_EMAIL = "server@shop.example"
-ADMINS = [("Admin", "admin@shop.example")]
-MANAGERS = [("Manager", "manager@shop.example")]
+STATIC_URL = "static/"
+if django.VERSION >= (6, 0):
+    ADMINS = ["admin@shop.example"]
+    MANAGERS = ["manager@shop.example"]
+else:
+    ADMINS = [("Admin", "admin@shop.example")]
+    MANAGERS = [("Manager", "manager@shop.example")]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -69,7 +69,7 @@ class Command(BaseCommand):
         )
 
     def send_examples(self) -> None:
-        mail.send_mail(
+        singles = mail.send_mail(
             "Your order has shipped",
             "Order #1001 is on its way.",
             None,
@@ -87,8 +87,8 @@ class Command(BaseCommand):
         )
         message.attach("invoice.txt", "Total: 42.00 EUR", "text/plain")
         message.custom_args = {"invoice": "2026-03"}
-        message.send()
-        sent = mail.send_mass_mail(
+        singles += message.send()
+        batch = mail.send_mass_mail(
             [
                 ("Spring sale", "20% off this week.", None, [f"bounce@{SIM}"]),
                 ("Spring sale", "20% off this week.", None, [f"complaint@{SIM}"]),
@@ -97,7 +97,11 @@ class Command(BaseCommand):
             ]
         )
         mail.mail_admins("Nightly report", "All systems nominal.")
-        self.stdout.write(f"Sent 4 emails one by one and {sent} as one batch.\n")
+        self.stdout.write(
+            f"Sent {singles + 1} emails with send_mail, EmailMultiAlternatives (two "
+            f"recipients: one batch request) and mail_admins, and {batch} with "
+            "send_mass_mail (one batch request).\n"
+        )
 
     def show_deliveries(self) -> None:
         rows = Delivery.objects.order_by("created_at")
@@ -107,6 +111,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{row.to_email:<44}{row.status:<11}{row.opens:>6}{row.clicks:>7}  {events}"
             )
+
+        self.stdout.write(
+            "(deferred@ stays 'sent': CloudMails sends no webhook for a deferral; "
+            "GET /emails/<id> reports it.)"
+        )
 
     def show_suppressions(self) -> None:
         self.stdout.write("\nSuppressed addresses:")

@@ -42,9 +42,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import lifecycle, signing
+from .payloads import DELIVERY_ID_ARG
 
-#: The key under which ``custom_args`` carries our Delivery id.
-DELIVERY_REF_KEY = "cloudmails_delivery_id"
 PING = "ping"
 BOUNCE_TYPES = ("hard", "soft")
 #: Column sizes of DeliveryEvent; longer values are refused, not truncated.
@@ -219,7 +218,7 @@ def _string(raw: Mapping[str, Any], name: str, where: str, max_length: int | Non
 
 def _delivery_ref(custom_args: Mapping[str, Any]) -> uuid.UUID | None:
     """Our Delivery id from ``custom_args``; a malformed one is only a missing hint."""
-    value = custom_args.get(DELIVERY_REF_KEY)
+    value = custom_args.get(DELIVERY_ID_ARG)
     if not isinstance(value, str):
         return None
     try:

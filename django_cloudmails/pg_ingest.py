@@ -132,6 +132,15 @@ def statement(event: str, suppress: bool) -> str:
     return sql + " SELECT id, delivery_id, (SELECT message_id FROM target) FROM inserted"  # noqa: S608
 
 
+def available() -> bool:
+    """Whether the default database is PostgreSQL through psycopg 3 (not psycopg2)."""
+    if connection.vendor != "postgresql":
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return bool(is_psycopg3)
+
+
 def _server_cursor(raw: Any) -> Any:
     """A psycopg cursor with server-side binding on Django's connection.
 

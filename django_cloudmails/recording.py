@@ -217,7 +217,7 @@ def _record_one(parsed: ParsedEvent) -> DeliveryEvent:
 
 def record_event(parsed: ParsedEvent) -> DeliveryEvent | None:
     """Store and apply one event atomically; None when it is a duplicate."""
-    if SINGLE_STATEMENT and connection.vendor == "postgresql":
+    if SINGLE_STATEMENT and pg_ingest.available():
         return _record_single_statement(parsed)
     try:
         with transaction.atomic():

@@ -463,3 +463,15 @@ def test_second_suppressing_event_keeps_the_first_reason() -> None:
     make_delivery()
     record_events([parsed("complained"), parsed("bounced", 1)])
     assert Suppression.objects.get().reason == "complained"
+
+
+def test_single_statement_path_needs_psycopg3(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        from django.db.backends.postgresql import psycopg_any
+
+        assert pg_ingest.available() is bool(psycopg_any.is_psycopg3)
+        monkeypatch.setattr(psycopg_any, "is_psycopg3", False)
+
+    assert pg_ingest.available() is False

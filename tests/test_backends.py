@@ -198,7 +198,7 @@ def test_attach_and_attach_file_send_base64_attachments(sandbox: Any, tmp_path: 
 
 
 def _inline_image() -> Any:
-    if django.VERSION >= (6, 1):
+    if django.VERSION >= (6, 0):  # MIMEBase attachments are deprecated there
         from email.message import MIMEPart
 
         part = MIMEPart()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 from urllib.parse import urlsplit
 
 import django
@@ -15,6 +16,8 @@ ROOT_URLCONF = "tests.urls"
 DEFAULT_FROM_EMAIL = "Shop <noreply@shop.example>"
 SERVER_EMAIL = "server@shop.example"
 STATIC_URL = "static/"
+ADMINS: list[Any]
+MANAGERS: list[Any]
 if django.VERSION >= (6, 0):
     ADMINS = ["admin@shop.example"]
     MANAGERS = ["manager@shop.example"]

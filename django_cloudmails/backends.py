@@ -11,12 +11,16 @@ chunks of ``BATCH_SIZE``. Nothing needs per-message handling on the batch path: 
 carries each message whole (attachments included) and reports each one's fate, so one
 request per chunk is always the better choice. ``/send`` is used only for a single message
 because its answer is synchronous (status ``sent`` at once) and keyed by the row's own id.
+Batch requests run in a worker thread, so that each chunk's outcome is stored while the
+next chunk is on the wire; the database is only ever used from the calling thread.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 from typing import Any
 
 import django
@@ -24,7 +28,7 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
 from . import lifecycle, outbox
-from .client import CloudMailsClient, iter_batches
+from .client import BatchResult, CloudMailsClient, iter_batches
 from .conf import OPTION_KEYS, CloudMailsSettings
 from .exceptions import (
     CloudMailsAPIError,
@@ -44,6 +48,7 @@ from .suppression import normalize_address, suppressed
 
 _MAILERS = django.VERSION >= (6, 1)
 DEFAULT_ALIAS = "default"
+_MESSAGE_ID = attrgetter("message_id")
 
 
 class EmailBackend(BaseEmailBackend):
@@ -167,7 +172,7 @@ class EmailBackend(BaseEmailBackend):
                     self.close()
         if errors and not self.fail_silently:
             raise errors[0]
-        return sum(1 for group in rows_by_email if all(row.message_id for row in group))
+        return sum(all(map(_MESSAGE_ID, group)) for group in rows_by_email)
 
     def _apply_suppressions(self, rows: list[Delivery]) -> list[Delivery]:
         """Fail (or raise for) rows whose recipient is suppressed; return the others."""
@@ -189,7 +194,9 @@ class EmailBackend(BaseEmailBackend):
     def _send_one(self, row: Delivery, errors: list[CloudMailsError]) -> None:
         assert self.client is not None
         try:
-            result = self.client.send(row.payload, idempotency_key=outbox.idempotency_key(row))
+            result = self.client.send(
+                outbox.payload_json(row), idempotency_key=outbox.idempotency_key(row)
+            )
         except CloudMailsError as error:
             _record_error([row], error)
             errors.append(error)
@@ -199,49 +206,85 @@ class EmailBackend(BaseEmailBackend):
         )
 
     def _send_batches(self, rows: list[Delivery], errors: list[CloudMailsError]) -> None:
-        assert self.client is not None
-        for chunk in _chunks(rows, self.settings.batch_size):
-            if errors and isinstance(errors[0], CloudMailsUnauthorized):
-                # The key is wrong: every further request would be refused the same way.
-                outbox.mark_failed(chunk, code="401", error=str(errors[0]), attempts=0)
-                continue
-            try:
-                result = self.client.send_batch(
-                    [row.payload for row in chunk], idempotency_key=_batch_key(chunk)
-                )
-            except CloudMailsError as error:
-                _record_error(chunk, error)
-                errors.append(error)
-                continue
-            accepted, refused = [], []
-            for item in result.items:
-                row = chunk[item.index]
-                if item.message_id:
-                    accepted.append((row, item.message_id))
-                else:
-                    refused.append((row, item))
-            outbox.mark_sent(
-                accepted,
-                attempts=result.attempts,
-                batch_id=result.batch_id,
-                link_orphans=self._link_orphans,
-            )
-            for row, item in refused:
-                detail = item.error
-                code = detail.code if detail else 400
-                text = detail.message if detail else "no result for this message"
-                message = f"CloudMails refused the message to {row.to_email} ({code}): {text}"
-                outbox.mark_failed([row], code=str(code), error=message, attempts=result.attempts)
-                field = detail.field if detail else None
-                errors.append(error_for_status(code, message, field=field))
-            answered = {item.index for item in result.items}
-            missing = [row for index, row in enumerate(chunk) if index not in answered]
-            outbox.mark_unanswered(
-                missing,
-                code=outbox.ERROR_TRANSPORT,
-                error="The batch response had no entry for this message.",
-                attempts=result.attempts,
-            )
+        """One request per chunk; each chunk's outcome is stored while the next is sent.
+
+        The requests run in one worker thread (the client needs nothing from Django);
+        every database write stays on this thread, and every row was written before any
+        request. A chunk is sent only once the previous answer is in, so a 401 stops the
+        rest. If storing an outcome fails, the chunk in flight stays ``queued``, as after
+        a crash: sending it again with the same Idempotency-Key is safe.
+        """
+        client = self.client
+        assert client is not None
+        chunks = _chunks(rows, self.settings.batch_size)
+        if len(chunks) == 1:  # nothing to overlap: no thread
+            self._store_batch(chunks[0], _post_batch(client, chunks[0]), errors)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudmails-batch") as worker:
+            in_flight = worker.submit(_post_batch, client, chunks[0])
+            for position, chunk in enumerate(chunks):
+                outcome = in_flight.result()
+                unauthorized = isinstance(outcome, CloudMailsUnauthorized)
+                rest = chunks[position + 1 :]
+                if rest and not unauthorized:
+                    in_flight = worker.submit(_post_batch, client, rest[0])
+                self._store_batch(chunk, outcome, errors)
+                if unauthorized:
+                    # The key is wrong: every further request would be refused the same way.
+                    unsent = [row for later in rest for row in later]
+                    outbox.mark_failed(unsent, code="401", error=str(outcome), attempts=0)
+                    return
+
+    def _store_batch(
+        self,
+        chunk: list[Delivery],
+        outcome: BatchResult | CloudMailsError,
+        errors: list[CloudMailsError],
+    ) -> None:
+        """Store what the API answered for one chunk; collect the errors."""
+        if isinstance(outcome, CloudMailsError):
+            _record_error(chunk, outcome)
+            errors.append(outcome)
+            return
+        accepted, refused = [], []
+        for item in outcome.items:
+            row = chunk[item.index]
+            if item.message_id:
+                accepted.append((row, item.message_id))
+            else:
+                refused.append((row, item))
+        outbox.mark_sent(
+            accepted,
+            attempts=outcome.attempts,
+            batch_id=outcome.batch_id,
+            link_orphans=self._link_orphans,
+        )
+        for row, item in refused:
+            detail = item.error
+            code = detail.code if detail else 400
+            text = detail.message if detail else "no result for this message"
+            message = f"CloudMails refused the message to {row.to_email} ({code}): {text}"
+            outbox.mark_failed([row], code=str(code), error=message, attempts=outcome.attempts)
+            field = detail.field if detail else None
+            errors.append(error_for_status(code, message, field=field))
+        answered = {item.index for item in outcome.items}
+        missing = [row for index, row in enumerate(chunk) if index not in answered]
+        outbox.mark_unanswered(
+            missing,
+            code=outbox.ERROR_TRANSPORT,
+            error="The batch response had no entry for this message.",
+            attempts=outcome.attempts,
+        )
+
+
+def _post_batch(client: CloudMailsClient, chunk: list[Delivery]) -> BatchResult | CloudMailsError:
+    """Send one chunk; the API's refusal is returned, not raised (this runs in a thread)."""
+    try:
+        return client.send_batch(
+            [outbox.payload_json(row) for row in chunk], idempotency_key=_batch_key(chunk)
+        )
+    except CloudMailsError as error:
+        return error
 
 
 def _record_error(rows: list[Delivery], error: CloudMailsError) -> None:
@@ -255,29 +298,26 @@ def _record_error(rows: list[Delivery], error: CloudMailsError) -> None:
         outbox.mark_unanswered(rows, code=code, error=str(error), attempts=attempts)
 
 
+#: The request body around the messages: '{"messages":[...]}'.
+_ENVELOPE_BYTES = len('{"messages":[]}')
+
+
 def _chunks(rows: list[Delivery], size: int) -> list[list[Delivery]]:
     """Chunks of at most ``size`` rows, each small enough for one request body."""
     chunks: list[list[Delivery]] = []
     for batch in iter_batches(rows, size):
         current: list[Delivery] = []
-        total = 0
+        total = _ENVELOPE_BYTES
         for row in batch:
-            weight = _weight(row)
-            if current and total + weight > MAX_REQUEST_BYTES:
+            length = len(outbox.payload_json(row).text) + 1  # its JSON (ASCII) and a comma
+            if current and total + length > MAX_REQUEST_BYTES:
                 chunks.append(current)
-                current, total = [], 0
+                current, total = [], _ENVELOPE_BYTES
             current.append(row)
-            total += weight
+            total += length
         if current:
             chunks.append(current)
     return chunks
-
-
-def _weight(row: Delivery) -> int:
-    """Rough JSON size of a row's payload; attachments dominate when present."""
-    payload = row.payload
-    size = 1024 + len(payload.get("html", "")) * 2 + len(payload.get("text", "")) * 2
-    return size + sum(len(a["content"]) + 256 for a in payload.get("attachments", ()))
 
 
 def _batch_key(chunk: list[Delivery]) -> str:

@@ -15,14 +15,17 @@ Outcomes, and why:
   may have accepted the message, so the row stays ``queued`` with ``error_code`` and
   ``last_error`` set; sending it again with the same Idempotency-Key is safe.
 
-Message ids of a batch are stored with one ``UPDATE ... FROM (VALUES ...)`` per chunk:
-``QuerySet.bulk_update`` writes one CASE WHEN per row and costs ~165 us a row.
+Each payload is encoded to JSON once (:func:`payload_json`): the same text is written
+to the row and sent in the request body. Message ids of a batch are stored with one
+``UPDATE ... FROM (VALUES ...)`` per chunk: ``QuerySet.bulk_update`` writes one CASE WHEN
+per row and costs ~165 us a row.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +35,7 @@ from django.utils import timezone
 from django.utils.encoding import force_str
 
 from . import lifecycle, recording
+from .client import RawJSON
 from .models import Delivery
 from .payloads import ApiMessage, with_delivery_id
 
@@ -40,14 +44,20 @@ UPDATE_CHUNK = 500
 
 _INSERT_SQL: dict[str, tuple[str, list[Any]]] = {}
 #: Values every database driver takes as they are (str, int, bool: no conversion).
-#: Dicts and lists (JSONField), UUIDs and datetimes still go through their field.
+#: UUIDs and datetimes still go through their field.
 _PLAIN_TYPES = frozenset({str, int, bool})
+#: Values of Delivery's JSON fields (none has a custom encoder): written as JSON text,
+#: which SQLite stores as it is and PostgreSQL parses into the jsonb column.
+_JSON_TYPES = frozenset({dict, list})
 
 ERROR_INVALID = "invalid"
 ERROR_UNSUPPORTED = "unsupported"
 ERROR_SUPPRESSED = "suppressed"
 ERROR_TRANSPORT = "transport"
 ERROR_TIMEOUT = "timeout"
+
+#: Where new_delivery keeps the encoded payload on the instance (not a model field).
+_PAYLOAD_JSON = "_cloudmails_payload_json"
 
 
 def idempotency_key(delivery: Delivery) -> str:
@@ -76,7 +86,19 @@ def new_delivery(api_message: ApiMessage, *, alias: str) -> Delivery:
     values[positions["payload"]] = payload
     values[positions["metadata"]] = api_message.metadata
     values[positions["tags"]] = api_message.tags
-    return Delivery(*values)  # type: ignore[misc]  # positional, like Model.from_db
+    delivery = Delivery(*values)  # type: ignore[misc]  # positional, like Model.from_db
+    setattr(delivery, _PAYLOAD_JSON, RawJSON.encode(payload))
+    return delivery
+
+
+def payload_json(delivery: Delivery) -> RawJSON:
+    """The row's payload as JSON text: the same text is stored and sent.
+
+    A row from :func:`new_delivery` carries it, encoded once; its payload is final by
+    then. Any other row has its payload encoded now.
+    """
+    encoded: RawJSON | None = delivery.__dict__.get(_PAYLOAD_JSON)
+    return RawJSON.encode(delivery.payload) if encoded is None else encoded
 
 
 #: Fields new_delivery sets itself; the others take their defaults.
@@ -94,7 +116,7 @@ def _row_template() -> tuple[list[Any], dict[str, int], list[int]]:
         fresh = [
             i
             for i, f in enumerate(fields)
-            if callable(f.default) and f.attname not in _SET_BY_NEW_DELIVERY
+            if f.has_default() and callable(f.default) and f.attname not in _SET_BY_NEW_DELIVERY
         ]
         template = [None if i in fresh else f.get_default() for i, f in enumerate(fields)]
         _TEMPLATE[:] = [template, positions, fresh]
@@ -137,7 +159,10 @@ def insert(rows: Sequence[Delivery]) -> bool:
     On SQLite and PostgreSQL this is one prepared INSERT run with ``executemany``:
     ``bulk_create`` compiles its SQL anew for every call, which costs more than the
     API round trip it precedes when a single email is sent. Values go through each
-    field's own ``pre_save``/``get_db_prep_save``, exactly as ``bulk_create`` does.
+    field's own ``get_db_prep_save``, as with ``bulk_create``, except where that costs
+    more than building the row: ``auto_now``/``auto_now_add`` fields get one timestamp for
+    the whole statement, adapted once, and JSON fields are written as JSON text, the
+    payload as :func:`payload_json`.
     """
     using = _db()
     connection = connections[using]
@@ -148,34 +173,54 @@ def insert(rows: Sequence[Delivery]) -> bool:
         Delivery.objects.using(using).bulk_create(rows, batch_size=UPDATE_CHUNK)
         return committed
     sql, fields = _insert_statement(connection)
-    plain = _PLAIN_TYPES
-    spec = [
-        (f, f.attname, getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False))
-        for f in fields
-    ]
-    params = []
-    for row in rows:
-        attrs = row.__dict__
-        values = []
-        for field, attname, auto in spec:
-            value = field.pre_save(row, True) if auto else attrs[attname]
-            if value is not None and type(value) not in plain:
-                value = field.get_db_prep_save(value, connection)
-            values.append(value)
-        params.append(values)
-    if len(params) == 1:
+    params = _insert_params(rows, fields, connection)
+    if len(rows) == 1:
         with connection.cursor() as cursor:
-            cursor.execute(sql, params[0])
+            cursor.execute(sql, next(params))
     else:
         # One transaction: in autocommit mode every executemany row would commit alone.
         # (On PostgreSQL psycopg pipelines executemany; a multi-row VALUES measured
-        # slower, as client-side binding quotes every value in Python.)
+        # slower, as client-side binding quotes every value in Python.) The parameters
+        # are streamed, not held in a list beside the rows.
         with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
             cursor.executemany(sql, params)
     for row in rows:
         row._state.adding = False
         row._state.db = using
     return committed
+
+
+def _insert_params(
+    rows: Sequence[Delivery], fields: list[Any], connection: Any
+) -> Iterator[list[Any]]:
+    """Each row's INSERT parameters, in field order (see :func:`insert`)."""
+    plain = _PLAIN_TYPES
+    now = timezone.now()
+    auto = [f for f in fields if _is_auto_timestamp(f)]
+    stamps = {f.attname: now for f in auto}
+    stamp = auto[0].get_db_prep_save(now, connection)
+    payload_field = Delivery._meta.get_field("payload")
+    for row in rows:
+        attrs = row.__dict__
+        attrs.update(stamps)
+        values = []
+        for field in fields:
+            value = attrs[field.attname]
+            if value is not None and type(value) not in plain:
+                if value is now:
+                    value = stamp
+                elif field is payload_field:
+                    value = payload_json(row).text
+                elif type(value) in _JSON_TYPES:
+                    value = json.dumps(value)
+                else:
+                    value = field.get_db_prep_save(value, connection)
+            values.append(value)
+        yield values
+
+
+def _is_auto_timestamp(field: Any) -> bool:
+    return bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
 
 
 def _insert_statement(connection: Any) -> tuple[str, list[Any]]:

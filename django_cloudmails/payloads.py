@@ -16,6 +16,7 @@ anymail's ``merge_metadata``: per-recipient additions to it; ``merge_data`` and
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -257,6 +258,7 @@ def _address(value: Any, field: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4096)  # a batch checks one sender, and each "to" twice
 def _split(value: str) -> tuple[str, str] | None:  # noqa: PLR0911 - one rule per return
     """``(display name, address)``, by the rules the API applies; None if invalid."""
     if not value or _CONTROL.search(value):

@@ -5,6 +5,7 @@ Sending to them again harms the sender's reputation, so the backend checks here 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from email.utils import parseaddr
 
@@ -15,9 +16,16 @@ from .models import DeliveryEvent, Suppression
 #: Addresses per SELECT, well under every database's parameter limit.
 LOOKUP_CHUNK = 500
 
+_ATOM = r'[^\s"(),.:;<>@\[\\\]]+'
+#: A bare address of dot-separated atoms: ``parseaddr`` returns such a string unchanged.
+_BARE_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*")
+
 
 def normalize_address(address: str) -> str:
     """The bare, lower-cased address of ``"Name <Addr@Example.com>"``."""
+    if _BARE_ADDRESS.fullmatch(address):
+        # The common case, and every Delivery.to_email: parseaddr costs ~6 us an address.
+        return address.lower()
     return parseaddr(address)[1].strip().lower() or address.strip().lower()
 
 

@@ -12,8 +12,9 @@ from django.core import mail
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.utils.translation import gettext_lazy
 
-from django_cloudmails import suppression
+from django_cloudmails import backends, suppression
 from django_cloudmails.backends import EmailBackend
+from django_cloudmails.client import CloudMailsClient
 from django_cloudmails.exceptions import (
     CloudMailsInvalidMessage,
     CloudMailsInvalidRequest,
@@ -363,6 +364,74 @@ def test_batch_is_split_into_chunks_of_batch_size(
     assert EmailBackend().send_messages(messages) == 5
     assert [len(r.json["messages"]) for r in api_requests(sandbox, "/send/batch")] == [2, 2, 1]
     assert Delivery.objects.filter(status="sent").count() == 5
+
+
+def test_batch_chunks_are_sized_to_the_request_limit(sandbox: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(backends, "MAX_REQUEST_BYTES", 800)
+    messages = [EmailMessage("Hi", "Body", None, [f"u{i}@example.com"]) for i in range(6)]
+
+    assert EmailBackend().send_messages(messages) == 6
+    requests = api_requests(sandbox, "/send/batch")
+    assert len(requests) > 1
+    assert all(len(r.body) <= 800 for r in requests)
+    assert sum(len(r.json["messages"]) for r in requests) == 6
+
+
+def test_a_failed_request_in_the_middle_of_a_batch_fails_only_its_chunk(
+    sandbox: Any, cloudmails_settings: dict[str, Any], monkeypatch: Any
+) -> None:
+    """Outcomes are stored while the next chunk is sent; each lands on its own rows."""
+    cloudmails_settings["BATCH_SIZE"] = 2
+    real_send_batch = CloudMailsClient.send_batch
+    calls: list[int] = []
+
+    def second_request_fails(client: Any, messages: Any, **kwargs: Any) -> Any:
+        calls.append(len(messages))
+        if len(calls) == 2:
+            raise CloudMailsServerError(
+                "CloudMails refused POST /send/batch (503)", status_code=503
+            )
+        return real_send_batch(client, messages, **kwargs)
+
+    monkeypatch.setattr(CloudMailsClient, "send_batch", second_request_fails)
+    messages = [EmailMessage("Hi", "Body", None, [f"u{i}@example.com"]) for i in range(5)]
+
+    with pytest.raises(CloudMailsServerError):
+        EmailBackend().send_messages(messages)
+
+    assert calls == [2, 2, 1]
+    rows = dict(Delivery.objects.values_list("to_email", "status"))
+    assert rows == {
+        "u0@example.com": "sent",
+        "u1@example.com": "sent",
+        "u2@example.com": "failed",
+        "u3@example.com": "failed",
+        "u4@example.com": "sent",
+    }
+    assert set(Delivery.objects.filter(status="failed").values_list("error_code", flat=True)) == {
+        "503"
+    }
+
+
+def test_refusals_in_several_chunks_are_all_recorded(
+    sandbox: Any, cloudmails_settings: dict[str, Any]
+) -> None:
+    cloudmails_settings["BATCH_SIZE"] = 2
+    unverified = "someone@elsewhere.example"
+    messages = [
+        EmailMessage("Hi", "Body", unverified if i in (1, 4) else None, [f"u{i}@example.com"])
+        for i in range(6)
+    ]
+
+    sent = EmailBackend(fail_silently=True).send_messages(messages)
+
+    assert sent == 4
+    failed = Delivery.objects.filter(status="failed")
+    assert sorted(failed.values_list("to_email", "error_code")) == [
+        ("u1@example.com", "403"),
+        ("u4@example.com", "403"),
+    ]
+    assert Delivery.objects.filter(status="sent").count() == 4
 
 
 def test_batch_requests_carry_an_idempotency_key(sandbox: Any) -> None:

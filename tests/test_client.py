@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 import requests
 import urllib3
 
-from django_cloudmails.client import CloudMailsClient, iter_batches
+from django_cloudmails.client import CloudMailsClient, RawJSON, iter_batches
 from django_cloudmails.exceptions import (
     CloudMailsBatchTooLarge,
     CloudMailsInvalidRequest,
@@ -243,6 +244,35 @@ def test_send_batch_applies_envelope_defaults(client: Any, sandbox: Any) -> None
     sandbox.wait_idle()
 
     assert sandbox.message(result.items[0].message_id).payload["from"] == "noreply@shop.example"
+
+
+def test_an_encoded_message_is_sent_as_it_is(client: Any, sandbox: Any) -> None:
+    text = json.dumps(message(subject="Grüße"))
+
+    result = client.send(RawJSON(text))
+    sandbox.wait_idle()
+
+    assert sandbox.requests[-1].body.decode() == text
+    assert sandbox.message(result.message_id).payload["subject"] == "Grüße"
+
+
+def test_send_batch_takes_encoded_and_plain_messages_with_defaults(
+    client: Any, sandbox: Any
+) -> None:
+    bare = {"to": "delivered@simulator.cloudmails.test", "subject": "Hi", "html": "<p>Hi</p>"}
+    encoded = RawJSON.encode({**bare, "subject": "Encoded"})
+
+    result = client.send_batch(
+        [encoded, bare], defaults={"from": "noreply@shop.example", "messages": "ignored"}
+    )
+    sandbox.wait_idle()
+
+    body = json.loads(sandbox.requests[-1].body)
+    assert body == {
+        "from": "noreply@shop.example",
+        "messages": [{**bare, "subject": "Encoded"}, bare],
+    }
+    assert [item.accepted for item in result.items] == [True, True]
 
 
 def test_send_batch_refuses_more_than_1000_before_any_request(client: Any, sandbox: Any) -> None:

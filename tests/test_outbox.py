@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -51,6 +52,22 @@ def test_insert_writes_every_field_like_the_orm() -> None:
     assert stored.message_id is None
     assert stored.metadata == {}
     assert stored.tags == []
+
+
+def test_insert_stamps_a_statement_once_and_stores_the_payload_that_is_sent() -> None:
+    rows = queued(3)
+
+    stored = {row.id: row for row in Delivery.objects.all()}
+    assert len({(row.created_at, row.updated_at) for row in stored.values()}) == 1
+    for row in rows:
+        assert row.created_at == row.updated_at == stored[row.id].created_at
+        assert json.loads(outbox.payload_json(row).text) == stored[row.id].payload == row.payload
+
+
+def test_payload_json_encodes_a_row_not_built_by_new_delivery() -> None:
+    row = Delivery(payload={"to": "a@example.com", "subject": "Grüße"})
+
+    assert outbox.payload_json(row).text == '{"to":"a@example.com","subject":"Gr\\u00fc\\u00dfe"}'
 
 
 def test_insert_reports_whether_the_rows_are_committed() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email.utils import parseaddr
+
 import pytest
 
 from django_cloudmails.models import Suppression
@@ -12,6 +14,27 @@ pytestmark = pytest.mark.django_db
 
 def test_normalize_address_strips_the_display_name_and_lowercases() -> None:
     assert normalize_address("Bob Smith <Bob@Example.COM>") == "bob@example.com"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "Bob@Example.COM",
+        "a.b+tag@sub.example.org",
+        "zoë@exämple.com",
+        "a..b@example.com",
+        ".a@example.com",
+        '"Bob Smith"@example.com',
+        "Ann <Ann@Example.com>",
+        " ann@example.com ",
+        "ann@[127.0.0.1]",
+    ],
+)
+def test_normalize_address_agrees_with_parseaddr(address: str) -> None:
+    """Bare addresses skip parseaddr; the answer must be the one it would give."""
+    expected = parseaddr(address)[1].strip().lower() or address.strip().lower()
+
+    assert normalize_address(address) == expected
 
 
 def test_suppressed_matches_case_insensitively() -> None:

@@ -29,14 +29,15 @@ class Delivery(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     alias = models.CharField(_("mailer alias"), max_length=64, default="default")
-    message_id = models.CharField(
-        _("message id"), max_length=128, unique=True, null=True, blank=True
+    #: NULL until the API accepts the message: unique, yet many rows may have none.
+    message_id = models.CharField(  # noqa: DJ001
+        _("message id"), max_length=128, null=True, blank=True
     )
-    batch_id = models.CharField(_("batch id"), max_length=128, blank=True, db_index=True)
+    batch_id = models.CharField(_("batch id"), max_length=128, blank=True)
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
     )
-    to_email = models.CharField(_("to"), max_length=320, db_index=True)
+    to_email = models.CharField(_("to"), max_length=320)
     from_email = models.CharField(_("from"), max_length=320)
     subject = models.TextField(_("subject"), blank=True)
     #: The API message as sent (attachments included), enough to send it again.
@@ -71,9 +72,15 @@ class Delivery(models.Model):
         verbose_name = _("delivery")
         verbose_name_plural = _("deliveries")
         ordering = ["-created_at"]
+        # Declared here rather than with unique=/db_index=, which on PostgreSQL add a
+        # second, LIKE-only index to every CharField: writes pay for each index.
+        constraints = [
+            models.UniqueConstraint(fields=["message_id"], name="cloudmails_message_id_uniq"),
+        ]
         indexes = [
             models.Index(fields=["-created_at"], name="cloudmails_created_idx"),
             models.Index(fields=["status", "created_at"], name="cloudmails_status_idx"),
+            models.Index(fields=["to_email"], name="cloudmails_to_email_idx"),
         ]
 
     def __str__(self) -> str:
@@ -104,9 +111,9 @@ class DeliveryEvent(models.Model):
         blank=True,
     )
     #: ``webhook-id`` when the sender gives one, else a digest of the event's content.
-    dedupe_key = models.CharField(_("dedupe key"), max_length=128, unique=True)
+    dedupe_key = models.CharField(_("dedupe key"), max_length=128)
     event = models.CharField(_("event"), max_length=16, choices=Event.choices)
-    message_id = models.CharField(_("message id"), max_length=128, db_index=True)
+    message_id = models.CharField(_("message id"), max_length=128)
     #: The Delivery id carried in custom_args, for matching before message_id is known.
     delivery_ref = models.UUIDField(_("delivery reference"), null=True, blank=True)
     recipient = models.CharField(_("recipient"), max_length=320, blank=True)
@@ -118,11 +125,21 @@ class DeliveryEvent(models.Model):
         verbose_name = _("delivery event")
         verbose_name_plural = _("delivery events")
         ordering = ["-occurred_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["dedupe_key"], name="cloudmails_dedupe_key_uniq"),
+        ]
+        # Only orphans (no delivery yet) are looked up by message id or Delivery id, so
+        # the indexes hold only them and cost the common insert nothing.
         indexes = [
             models.Index(
                 fields=["message_id"],
                 condition=models.Q(delivery__isnull=True),
                 name="cloudmails_orphan_event_idx",
+            ),
+            models.Index(
+                fields=["delivery_ref"],
+                condition=models.Q(delivery__isnull=True),
+                name="cloudmails_orphan_ref_idx",
             ),
         ]
 
@@ -141,7 +158,7 @@ class Suppression(models.Model):
         MANUAL = "manual", _("added by hand")
 
     #: Lower-cased bare address.
-    address = models.CharField(_("address"), max_length=320, unique=True)
+    address = models.CharField(_("address"), max_length=320)
     reason = models.CharField(_("reason"), max_length=16, choices=Reason.choices)
     source_event = models.ForeignKey(
         DeliveryEvent,
@@ -157,6 +174,9 @@ class Suppression(models.Model):
         verbose_name = _("suppression")
         verbose_name_plural = _("suppressions")
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["address"], name="cloudmails_suppressed_address_uniq"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.address} ({self.get_reason_display()})"

@@ -119,3 +119,28 @@ def test_adding_an_existing_address_in_another_case_is_refused(
     assert response.status_code == 200
     assert response.context["adminform"].form.errors
     assert Suppression.objects.count() == 1
+
+
+def test_delivery_search_by_address_finds_it(admin_client: Client, delivery: Delivery) -> None:
+    url = reverse("admin:cloudmails_delivery_changelist")
+
+    assert b"Your order" in admin_client.get(url, {"q": delivery.to_email}).content
+
+
+def test_delivery_search_by_subject_words_still_works(
+    admin_client: Client, delivery: Delivery
+) -> None:
+    url = reverse("admin:cloudmails_delivery_changelist")
+
+    assert b"Your order" in admin_client.get(url, {"q": "order"}).content
+
+
+def test_delivery_alias_filter_lists_the_configured_aliases(
+    admin_client: Client, delivery: Delivery
+) -> None:
+    url = reverse("admin:cloudmails_delivery_changelist")
+    response = admin_client.get(url, {"alias": "default"})
+
+    assert b"?alias=default" in response.content
+    assert b"Your order" in response.content
+    assert b"Your order" not in admin_client.get(url, {"alias": "other"}).content

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -18,6 +17,7 @@ from typing import Any
 from .fates import Step, fate_of
 from .state import Activity, MessageStore, SandboxMessage, isoformat, utcnow
 from .webhooks import WebhookSender
+from .worker import Worker
 
 Task = Callable[[], None]
 
@@ -38,8 +38,10 @@ def build_event(
     return body
 
 
-class Processor:
+class Processor(Worker):
     """Runs scheduled tasks on one daemon thread, counted in ``activity``."""
+
+    thread_name = "cloudmails-sandbox-processing"
 
     def __init__(
         self,
@@ -53,28 +55,11 @@ class Processor:
         self.sender = sender
         self.activity = activity
         self.event_delay = event_delay
+        super().__init__()
         self.errors: list[BaseException] = []
-        self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Task]] = []
         self._seq = itertools.count()
         self._paused = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stopping = False
-        self._thread = threading.Thread(
-            target=self._run, name="cloudmails-sandbox-processing", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
     def pause(self) -> None:
         """Hold every task (batches stay ``queued``) until :meth:`resume`."""

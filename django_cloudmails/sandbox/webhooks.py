@@ -14,7 +14,6 @@ import http.client
 import itertools
 import json
 import random
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from django_cloudmails.signing import sign
 
 from .faults import Faults
 from .state import Activity, isoformat, utcnow
+from .worker import Worker
 
 USER_AGENT = "cloudmails-sandbox"
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
@@ -68,8 +68,10 @@ class _Target:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
 
-class WebhookSender:
+class WebhookSender(Worker):
     """Queues events and delivers them from a daemon thread."""
+
+    thread_name = "cloudmails-sandbox-webhooks"
 
     def __init__(
         self,
@@ -81,6 +83,7 @@ class WebhookSender:
         rng: random.Random,
         timeout: float = 5.0,
     ) -> None:
+        super().__init__()
         self.secret = secret
         self.retry_delays = tuple(retry_delays)
         self.faults = faults
@@ -92,13 +95,10 @@ class WebhookSender:
         self._target: _Target | None = None
         self._conn: http.client.HTTPConnection | None = None
         self._conn_target: _Target | None = None
-        self._cond = threading.Condition()
         self._fresh: list[tuple[str, dict[str, Any]]] = []
         self._ready: deque[Delivery] = deque()
         self._retries: list[tuple[float, int, Delivery]] = []
         self._seq = itertools.count()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str | None:
@@ -107,20 +107,8 @@ class WebhookSender:
     def new_id(self) -> str:
         return f"evt_{self.rng.getrandbits(96):024x}"
 
-    def start(self) -> None:
-        self._stopping = False
-        self._thread = threading.Thread(
-            target=self._run, name="cloudmails-sandbox-webhooks", daemon=True
-        )
-        self._thread.start()
-
     def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        super().stop()
         self._close()
 
     def configure(self, url: str | None) -> None:

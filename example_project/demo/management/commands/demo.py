@@ -63,9 +63,13 @@ class Command(BaseCommand):
             self.try_suppressed()
         site.shutdown()
         self.stdout.write(
-            "\nExplore it in the admin: python -m example_project createsuperuser, then "
-            "python -m example_project runserver and open http://127.0.0.1:8000/admin/ "
-            "(start `python -m django_cloudmails.sandbox --port 8025` to send from the site)."
+            "\nExplore it in the admin:\n"
+            "  python -m example_project createsuperuser\n"
+            "  python -m django_cloudmails.sandbox --port 8025 --webhook-url "
+            "http://USER:PASSWORD@127.0.0.1:8000/cloudmails/webhook/ &\n"
+            '     (USER:PASSWORD as in CLOUDMAILS["WEBHOOK_SECRET"])\n'
+            "  python -m example_project runserver\n"
+            "then open http://127.0.0.1:8000/admin/cloudmails/delivery/"
         )
 
     def send_examples(self) -> None:

@@ -792,3 +792,31 @@ def test_command_line_serves_until_sigterm():
         process.terminate()
         assert process.wait(timeout=10) == 0
         process.stdout.close()
+
+
+def test_command_line_never_echoes_a_key_or_secret_it_was_given():
+    given_secret = "whsec_" + "A" * 32
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "django_cloudmails.sandbox",
+            "--port",
+            "0",
+            "--api-key",
+            "my-own-key",
+            "--webhook-signing-secret",
+            given_secret,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert "CloudMails sandbox at http://127.0.0.1:" in line
+        assert "my-own-key" not in line
+        assert given_secret not in line
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+        process.stdout.close()

@@ -99,12 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     sandbox.start()
+    # Secrets the user gave are never echoed; only the sandbox's own defaults are shown.
     key_note = "" if args.api_keys else f"; API key {DEFAULT_KEY!r}"
-    print(
-        f"CloudMails sandbox at {sandbox.url}{key_note}; "
-        f"webhook signing secret {sandbox.webhook_signing_secret}",
-        flush=True,
+    secret_note = (
+        ""
+        if args.webhook_signing_secret
+        else f"; webhook signing secret {sandbox.webhook_signing_secret}"
     )
+    print(f"CloudMails sandbox at {sandbox.url}{key_note}{secret_note}", flush=True)
     try:
         while not stop.wait(1.0):
             pass

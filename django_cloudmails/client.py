@@ -143,6 +143,7 @@ class CloudMailsClient:
         self.retry = retry or RetryPolicy(attempts=1)
         self._owns_session = session is None
         self.session = session or _new_session(self.api_url)
+        self._templates: dict[str, requests.PreparedRequest] = {}
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
@@ -221,17 +222,39 @@ class CloudMailsClient:
             to=data.get("to"),
         )
 
-    def _request(
+    def _send(
         self, method: str, path: str, body: str | None, idempotency_key: str | None
-    ) -> dict[str, Any]:
+    ) -> requests.Response:
+        """Send one request; POSTs on our own session start from a prepared template.
+
+        Preparing a request from scratch (parsing the URL, merging the session's
+        settings) costs about 0.1 ms, a sixth of a loopback round trip, for the same
+        result every time. A session the caller gave may carry auth, cookies or hooks of
+        its own, so its requests go the ordinary way.
+        """
+        if self._owns_session and method == "POST":
+            template = self._templates.get(path)
+            if template is None:
+                template = self._templates[path] = self.session.prepare_request(
+                    requests.Request(method, self.api_url + path, headers=self._headers)
+                )
+            prepared = template.copy()
+            if idempotency_key:
+                prepared.headers["Idempotency-Key"] = idempotency_key
+            prepared.prepare_body(body, None)
+            return self.session.send(prepared, timeout=self.timeout)
         headers = self._headers
         if idempotency_key:
             headers = {**headers, "Idempotency-Key": idempotency_key}
-        url = self.api_url + path
+        return self.session.request(
+            method, self.api_url + path, data=body, headers=headers, timeout=self.timeout
+        )
+
+    def _request(
+        self, method: str, path: str, body: str | None, idempotency_key: str | None
+    ) -> dict[str, Any]:
         try:
-            response = self.session.request(
-                method, url, data=body, headers=headers, timeout=self.timeout
-            )
+            response = self._send(method, path, body, idempotency_key)
         except requests.Timeout as err:
             raise CloudMailsTimeout(
                 f"CloudMails did not answer {method} {path} within {self.timeout}s."

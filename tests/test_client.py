@@ -368,6 +368,29 @@ def test_client_closes_the_session_it_created(sandbox: Any) -> None:
     assert closed == [True]
 
 
+def test_repeated_sends_each_carry_their_own_body_and_key(client: Any, sandbox: Any) -> None:
+    first = client.send(message("a@example.org"), idempotency_key="key-a")
+    second = client.send(message("b@example.org"), idempotency_key="key-b")
+    third = client.send(message("c@example.org"))
+
+    stored = [sandbox.message(r.message_id) for r in (first, second, third)]
+    assert [m.to for m in stored] == ["a@example.org", "b@example.org", "c@example.org"]
+    assert [m.idempotency_key for m in stored] == ["key-a", "key-b", None]
+
+
+def test_a_session_given_by_the_caller_keeps_its_own_headers(sandbox: Any) -> None:
+    session = requests.Session()
+    session.headers["X-Trace"] = "abc"
+    with CloudMailsClient(API_KEY, api_url=sandbox.url, session=session) as client:
+        client.send(message(), idempotency_key="key-1")
+
+    headers = sandbox.requests[-1].headers
+    assert headers["x-trace"] == "abc"
+    assert headers["authorization"] == f"Bearer {API_KEY}"
+    assert headers["idempotency-key"] == "key-1"
+    session.close()
+
+
 def test_client_takes_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.delenv("NO_PROXY", raising=False)

@@ -188,14 +188,9 @@ def suppression_for(parsed: ParsedEvent) -> tuple[str, str] | None:
     return None
 
 
-def _record_one(parsed: ParsedEvent) -> DeliveryEvent:
-    target = _match(parsed)
-    if target is None:
-        _lock_message_ids([parsed.message_id])
-        target = _match(parsed)
-    delivery_id = target[0] if target else None
-    event: DeliveryEvent = DeliveryEvent.objects.create(
-        delivery_id=delivery_id,
+def event_row(parsed: ParsedEvent, **fields: object) -> DeliveryEvent:
+    """The DeliveryEvent of ``parsed`` (unsaved), with ``fields`` on top."""
+    return DeliveryEvent(
         dedupe_key=parsed.dedupe_key,
         event=parsed.event,
         message_id=parsed.message_id,
@@ -203,7 +198,17 @@ def _record_one(parsed: ParsedEvent) -> DeliveryEvent:
         recipient=parsed.recipient,
         occurred_at=parsed.occurred_at,
         payload=parsed.raw,
+        **fields,
     )
+
+
+def _record_one(parsed: ParsedEvent) -> DeliveryEvent:
+    target = _match(parsed)
+    if target is None:
+        _lock_message_ids([parsed.message_id])
+        target = _match(parsed)
+    event = event_row(parsed, delivery_id=target[0] if target else None)
+    event.save(force_insert=True)
     if target is not None:
         if target[1] is None:
             _learn_message_id(target[0], parsed.message_id)
@@ -233,17 +238,8 @@ def _record_single_statement(parsed: ParsedEvent) -> DeliveryEvent | None:
     inserted = pg_ingest.insert(parsed, now, suppression_for(parsed))
     if inserted is None:
         return None
-    event = DeliveryEvent(
-        id=inserted.event_id,
-        delivery_id=inserted.delivery_id,
-        dedupe_key=parsed.dedupe_key,
-        event=parsed.event,
-        message_id=parsed.message_id,
-        delivery_ref=parsed.delivery_ref,
-        recipient=parsed.recipient,
-        occurred_at=parsed.occurred_at,
-        received_at=now,
-        payload=parsed.raw,
+    event = event_row(
+        parsed, delivery_id=inserted.delivery_id, id=inserted.event_id, received_at=now
     )
     if inserted.delivery_id is None:
         _relink_orphan(event)

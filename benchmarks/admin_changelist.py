@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.database import postgresql  # noqa: E402 - after the path
+
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/cloudmails_admin_bench"
 SMALL = 1_000
 REPEATS = 7
@@ -74,12 +76,7 @@ def configure() -> None:
         ],
         DATABASES={
             "default": {
-                "ENGINE": "django.db.backends.postgresql",
-                "NAME": name,
-                "USER": url.username or "postgres",
-                "PASSWORD": url.password or "",
-                "HOST": url.hostname or "127.0.0.1",
-                "PORT": str(url.port or 5432),
+                **postgresql(url.geturl(), default_name="cloudmails_admin_bench"),
                 "CONN_MAX_AGE": None,
             }
         },

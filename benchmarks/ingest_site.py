@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import urlsplit
 
 from example_project.settings import *  # noqa: F403
+from tests.database import postgresql
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/cloudmails_bench"
 WEBHOOK_CREDENTIALS = "bench:bench-secret"
 
-_url = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 ROOT_URLCONF = "benchmarks.ingest_urls"
 DATABASES = {
     "default": {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": _url.path.lstrip("/") or "cloudmails_bench",
-        "USER": _url.username or "postgres",
-        "PASSWORD": _url.password or "",
-        "HOST": _url.hostname or "127.0.0.1",
-        "PORT": str(_url.port or 5432),
+        **postgresql(
+            os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            default_name="cloudmails_bench",
+        ),
         "CONN_MAX_AGE": None,
     }
 }

@@ -26,10 +26,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.database import is_postgresql, postgresql  # noqa: E402 - after the path
 
 API_KEY = "bench-key"
 FROM = "Shop <noreply@shop.example>"
@@ -58,15 +59,9 @@ def configure_django(api_url: str, workdir: str) -> str:
     from django.db.backends.signals import connection_created
 
     url = os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://")):
-        parts = urlsplit(url)
+    if is_postgresql(url):
         database = {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": parts.path.lstrip("/") or "postgres",
-            "USER": parts.username or "postgres",
-            "PASSWORD": parts.password or "",
-            "HOST": parts.hostname or "127.0.0.1",
-            "PORT": str(parts.port or 5432),
+            **postgresql(url),
             # A scratch database of its own, dropped at the end: never real data, and
             # never the database of another benchmark running at the same time.
             "TEST": {"NAME": f"cloudmails_send_bench_{os.getpid()}"},

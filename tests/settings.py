@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import urlsplit
 
 import django
+
+from tests.database import is_postgresql, postgresql
 
 SECRET_KEY = "tests-only"
 USE_TZ = True
@@ -57,17 +58,9 @@ TEMPLATES = [
 
 def _database() -> dict[str, object]:
     url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
+    if not is_postgresql(url):
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
-    parts = urlsplit(url)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": parts.path.lstrip("/") or "postgres",
-        "USER": parts.username or "postgres",
-        "PASSWORD": parts.password or "",
-        "HOST": parts.hostname or "127.0.0.1",
-        "PORT": str(parts.port or 5432),
-    }
+    return postgresql(url)
 
 
 DATABASES = {"default": _database()}

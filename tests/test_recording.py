@@ -18,6 +18,7 @@ from django_cloudmails.models import Delivery, DeliveryEvent, Suppression
 from django_cloudmails.recording import apply_orphan_events, record_event, record_events
 from django_cloudmails.suppression import suppressed
 from django_cloudmails.webhooks import ParsedEvent, parse_event
+from tests.factories import event_body
 
 pytestmark = pytest.mark.django_db
 
@@ -59,18 +60,13 @@ def parsed(
     key: str | None = None,
     **extra: Any,
 ) -> ParsedEvent:
-    raw: dict[str, Any] = {
-        "event": name,
-        "message_id": message_id,
-        "timestamp": stamp(seconds),
-        "recipient": "Someone@Example.com",
-        "custom_args": {},
-    }
-    if name == "bounced":
-        raw.update(bounce_type="hard", bounce_reason="550 5.1.1 user unknown")
-    if name == "clicked":
-        raw["url"] = "https://example.com/"
-    raw.update(extra)
+    raw = event_body(
+        name,
+        message_id=message_id,
+        timestamp=stamp(seconds),
+        recipient="Someone@Example.com",
+        **extra,
+    )
     return parse_event(raw, key)
 
 

@@ -20,25 +20,11 @@ from hypothesis import strategies as st
 
 from django_cloudmails import signing
 from django_cloudmails.models import Delivery, DeliveryEvent
+from tests.factories import basic_auth, event_body
 
 pytestmark = pytest.mark.django_db
 
-AUTH = "Basic " + base64.b64encode(b"hook:s3cret").decode()
-
-
-def event(name: str = "opened", **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "event": name,
-        "message_id": "msg_1",
-        "timestamp": "2026-05-19T14:30:00.123456Z",
-        "recipient": "someone@example.com",
-    }
-    if name == "bounced":
-        body.update(bounce_type="hard", bounce_reason="550 5.1.1 user unknown")
-    if name == "clicked":
-        body["url"] = "https://example.com/"
-    body.update(extra)
-    return body
+AUTH = basic_auth("hook:s3cret")
 
 
 def post(client: Client, body: Any, *, auth: str | None = AUTH, **headers: str) -> Any:
@@ -65,14 +51,14 @@ def test_get_is_405_with_allow_header(client: Client) -> None:
 
 
 def test_missing_credentials_are_401_with_a_basic_challenge(client: Client) -> None:
-    response = post(client, event(), auth=None)
+    response = post(client, event_body("opened"), auth=None)
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == 'Basic realm="cloudmails"'
 
 
 def test_wrong_password_is_401_and_records_nothing(client: Client, delivery: Delivery) -> None:
     wrong = "Basic " + base64.b64encode(b"hook:nope").decode()
-    assert post(client, event(), auth=wrong).status_code == 401
+    assert post(client, event_body("opened"), auth=wrong).status_code == 401
     assert not DeliveryEvent.objects.exists()
 
 
@@ -93,21 +79,21 @@ def test_ping_is_200_and_changes_nothing(client: Client) -> None:
 
 
 def test_event_is_recorded_and_counted(client: Client, delivery: Delivery) -> None:
-    response = post(client, event(), **{"webhook-id": "evt_1"})
+    response = post(client, event_body("opened"), **{"webhook-id": "evt_1"})
     assert (response.status_code, response.json()) == (200, {"received": 1, "new": 1})
     delivery.refresh_from_db()
     assert delivery.opens == 1
 
 
 def test_redelivered_event_is_200_with_nothing_new(client: Client, delivery: Delivery) -> None:
-    post(client, event(), **{"webhook-id": "evt_1"})
-    response = post(client, event(), **{"webhook-id": "evt_1"})
+    post(client, event_body("opened"), **{"webhook-id": "evt_1"})
+    response = post(client, event_body("opened"), **{"webhook-id": "evt_1"})
     assert response.json() == {"received": 1, "new": 0}
 
 
 def test_list_of_every_event_type_is_recorded(client: Client, delivery: Delivery) -> None:
     names = ["delivered", "opened", "clicked", "unsubscribed", "complained", "bounced"]
-    response = post(client, [event(name) for name in names], **{"webhook-id": "evt_list"})
+    response = post(client, [event_body(name) for name in names], **{"webhook-id": "evt_list"})
     assert response.json() == {"received": 6, "new": 6}
     delivery.refresh_from_db()
     assert (delivery.status, delivery.opens, delivery.clicks) == ("bounced", 1, 1)
@@ -117,7 +103,7 @@ def test_malformed_body_is_400_json_and_logged(
     client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="django_cloudmails"):
-        response = post(client, event("exploded"))
+        response = post(client, event_body("exploded"))
     assert response.status_code == 400
     assert "unknown event" in response.json()["error"]
     assert "unknown event" in caplog.text
@@ -125,13 +111,13 @@ def test_malformed_body_is_400_json_and_logged(
 
 
 def test_bad_item_in_a_list_records_nothing(client: Client, delivery: Delivery) -> None:
-    assert post(client, [event(), {"event": "opened"}]).status_code == 400
+    assert post(client, [event_body("opened"), {"event": "opened"}]).status_code == 400
     assert not DeliveryEvent.objects.exists()
 
 
 def test_oversized_body_is_413(client: Client, settings: Any) -> None:
     settings.CLOUDMAILS = {**settings.CLOUDMAILS, "WEBHOOK_MAX_BODY_BYTES": 100}
-    response = post(client, event(padding="x" * 200))
+    response = post(client, event_body(padding="x" * 200))
     assert response.status_code == 413
     assert "error" in response.json()
 
@@ -156,7 +142,7 @@ def test_secrets_and_authorization_are_never_logged(
 ) -> None:
     wrong = "Basic " + base64.b64encode(b"hook:wrong-pass").decode()
     with caplog.at_level(logging.DEBUG):
-        post(client, event(), auth=wrong)
+        post(client, event_body("opened"), auth=wrong)
         post(client, b"{bad")
     assert "s3cret" not in caplog.text
     assert "wrong-pass" not in caplog.text
@@ -170,7 +156,7 @@ def test_database_failure_is_503_so_the_sender_retries(
     with mock.patch(
         "django_cloudmails.views.record_events", side_effect=OperationalError("db down")
     ):
-        response = post(client, event())
+        response = post(client, event_body("opened"))
     assert response.status_code == 503
     assert "error" in response.json()
 
@@ -195,18 +181,18 @@ def signed(secret: str, body: bytes, stamp: int | None = None) -> dict[str, str]
 
 
 def test_signed_event_is_accepted(client: Client, signing_secret: str, delivery: Delivery) -> None:
-    body = json.dumps(event()).encode()
+    body = json.dumps(event_body("opened")).encode()
     assert post(client, body, **signed(signing_secret, body)).status_code == 200
 
 
 def test_unsigned_event_is_403_when_signing_is_required(
     client: Client, signing_secret: str
 ) -> None:
-    assert post(client, event()).status_code == 403
+    assert post(client, event_body("opened")).status_code == 403
 
 
 def test_replayed_signature_past_the_tolerance_is_403(client: Client, signing_secret: str) -> None:
-    body = json.dumps(event()).encode()
+    body = json.dumps(event_body("opened")).encode()
     headers = signed(signing_secret, body, stamp=int(time.time()) - 600)
     response = post(client, body, **headers)
     assert response.status_code == 403

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import uuid
@@ -20,29 +19,10 @@ from django_cloudmails.webhooks import (
     parse_body,
     parse_event,
 )
+from tests.factories import basic_auth, event_body
 
 SECRETS = ("hook:s3cret",)
 SIGNING = signing.generate_secret()
-
-
-def basic(pair: str) -> str:
-    return "Basic " + base64.b64encode(pair.encode()).decode()
-
-
-def event(name: str = "delivered", **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "event": name,
-        "message_id": "msg_1",
-        "timestamp": "2026-05-19T14:30:00.123456Z",
-        "recipient": "someone@example.com",
-        "custom_args": {},
-    }
-    if name == "bounced":
-        body.update(bounce_type="hard", bounce_reason="550 5.1.1 user unknown")
-    if name == "clicked":
-        body["url"] = "https://example.com/"
-    body.update(extra)
-    return body
 
 
 def encoded(payload: Any) -> bytes:
@@ -68,7 +48,7 @@ def refused(call: Any, *args: Any, **kwargs: Any) -> WebhookError:
 
 
 def test_basic_auth_accepts_the_configured_pair() -> None:
-    check_basic_auth(basic("hook:s3cret"), SECRETS)
+    check_basic_auth(basic_auth("hook:s3cret"), SECRETS)
 
 
 def test_basic_auth_refuses_a_missing_header() -> None:
@@ -76,11 +56,11 @@ def test_basic_auth_refuses_a_missing_header() -> None:
 
 
 def test_basic_auth_refuses_a_wrong_user() -> None:
-    assert refused(check_basic_auth, basic("other:s3cret"), SECRETS).status == 401
+    assert refused(check_basic_auth, basic_auth("other:s3cret"), SECRETS).status == 401
 
 
 def test_basic_auth_refuses_a_wrong_password() -> None:
-    assert refused(check_basic_auth, basic("hook:wrong"), SECRETS).status == 401
+    assert refused(check_basic_auth, basic_auth("hook:wrong"), SECRETS).status == 401
 
 
 def test_basic_auth_refuses_another_scheme() -> None:
@@ -92,18 +72,18 @@ def test_basic_auth_refuses_undecodable_credentials() -> None:
 
 
 def test_basic_auth_refuses_everything_without_secrets() -> None:
-    assert refused(check_basic_auth, basic(":"), ()).status == 401
+    assert refused(check_basic_auth, basic_auth(":"), ()).status == 401
 
 
 def test_basic_auth_accepts_any_pair_of_a_rotation_list() -> None:
     rotation = ("hook:old", "hook:new")
-    check_basic_auth(basic("hook:old"), rotation)
-    check_basic_auth(basic("hook:new"), rotation)
+    check_basic_auth(basic_auth("hook:old"), rotation)
+    check_basic_auth(basic_auth("hook:new"), rotation)
 
 
 def test_basic_auth_error_does_not_say_which_part_was_wrong() -> None:
-    user = refused(check_basic_auth, basic("other:s3cret"), SECRETS)
-    password = refused(check_basic_auth, basic("hook:wrong"), SECRETS)
+    user = refused(check_basic_auth, basic_auth("other:s3cret"), SECRETS)
+    password = refused(check_basic_auth, basic_auth("hook:wrong"), SECRETS)
     assert user.reason == password.reason
 
 
@@ -111,14 +91,14 @@ def test_basic_auth_error_does_not_say_which_part_was_wrong() -> None:
 
 
 def test_signature_valid_is_accepted() -> None:
-    body = encoded(event())
+    body = encoded(event_body())
     check_signature(signed_headers(body), body, [SIGNING], tolerance=300)
 
 
 def test_signature_made_by_the_standardwebhooks_package_is_accepted() -> None:
     from standardwebhooks import Webhook
 
-    body = encoded(event())
+    body = encoded(event_body())
     stamp = datetime.now(timezone.utc)
     signature = Webhook(SIGNING).sign("evt_9", stamp, body.decode())
     headers = {
@@ -130,30 +110,32 @@ def test_signature_made_by_the_standardwebhooks_package_is_accepted() -> None:
 
 
 def test_signature_over_another_body_is_refused() -> None:
-    headers = signed_headers(encoded(event()))
-    assert refused(check_signature, headers, encoded(event("opened")), [SIGNING], tolerance=300)
+    headers = signed_headers(encoded(event_body()))
+    assert refused(
+        check_signature, headers, encoded(event_body("opened")), [SIGNING], tolerance=300
+    )
 
 
 def test_signature_with_another_secret_is_refused() -> None:
-    body = encoded(event())
+    body = encoded(event_body())
     other = signing.generate_secret()
     error = refused(check_signature, signed_headers(body), body, [other], tolerance=300)
     assert error.status == 403
 
 
 def test_signature_accepts_any_secret_of_a_rotation_list() -> None:
-    body = encoded(event())
+    body = encoded(event_body())
     check_signature(signed_headers(body), body, [signing.generate_secret(), SIGNING], tolerance=60)
 
 
 def test_stale_signature_is_refused() -> None:
-    body = encoded(event())
+    body = encoded(event_body())
     headers = signed_headers(body, stamp=int(time.time()) - 301)
     assert refused(check_signature, headers, body, [SIGNING], tolerance=300).status == 403
 
 
 def test_captured_request_replayed_after_the_tolerance_is_refused() -> None:
-    body = encoded(event())
+    body = encoded(event_body())
     stamp = int(time.time())
     headers = signed_headers(body, stamp=stamp)
     check_signature(headers, body, [SIGNING], tolerance=300, now=stamp + 10)
@@ -162,7 +144,9 @@ def test_captured_request_replayed_after_the_tolerance_is_refused() -> None:
 
 
 def test_unsigned_request_is_refused_when_signing_is_required() -> None:
-    assert refused(check_signature, {}, encoded(event()), [SIGNING], tolerance=300).status == 403
+    assert (
+        refused(check_signature, {}, encoded(event_body()), [SIGNING], tolerance=300).status == 403
+    )
 
 
 # Parsing each event type.
@@ -170,7 +154,7 @@ def test_unsigned_request_is_refused_when_signing_is_required() -> None:
 
 @pytest.mark.parametrize("name", ["delivered", "opened", "unsubscribed", "complained"])
 def test_plain_event_types_parse(name: str) -> None:
-    parsed = parse_body(encoded(event(name)), "evt_1").events[0]
+    parsed = parse_body(encoded(event_body(name)), "evt_1").events[0]
     assert (parsed.event, parsed.message_id, parsed.recipient) == (
         name,
         "msg_1",
@@ -180,12 +164,14 @@ def test_plain_event_types_parse(name: str) -> None:
 
 
 def test_bounced_event_parses_type_and_reason() -> None:
-    parsed = parse_body(encoded(event("bounced")), "evt_1").events[0]
+    parsed = parse_body(encoded(event_body("bounced")), "evt_1").events[0]
     assert (parsed.bounce_type, parsed.bounce_reason) == ("hard", "550 5.1.1 user unknown")
 
 
 def test_clicked_event_parses_its_url() -> None:
-    assert parse_body(encoded(event("clicked")), "evt_1").events[0].url == "https://example.com/"
+    assert (
+        parse_body(encoded(event_body("clicked")), "evt_1").events[0].url == "https://example.com/"
+    )
 
 
 def test_ping_is_recognised() -> None:
@@ -195,24 +181,24 @@ def test_ping_is_recognised() -> None:
 
 def test_delivery_ref_comes_from_custom_args() -> None:
     ref = uuid.uuid4()
-    raw = event(custom_args={"cloudmails_delivery_id": str(ref), "order": 7})
+    raw = event_body(custom_args={"cloudmails_delivery_id": str(ref), "order": 7})
     parsed = parse_event(raw, None)
     assert parsed.delivery_ref == ref
     assert parsed.custom_args["order"] == 7
 
 
 def test_malformed_delivery_ref_is_ignored() -> None:
-    parsed = parse_event(event(custom_args={"cloudmails_delivery_id": "nope"}), None)
+    parsed = parse_event(event_body(custom_args={"cloudmails_delivery_id": "nope"}), None)
     assert parsed.delivery_ref is None
 
 
 def test_offset_timestamps_are_converted_to_utc() -> None:
-    parsed = parse_event(event(timestamp="2026-05-19T16:30:00+02:00"), None)
+    parsed = parse_event(event_body(timestamp="2026-05-19T16:30:00+02:00"), None)
     assert parsed.occurred_at == datetime(2026, 5, 19, 14, 30, tzinfo=timezone.utc)
 
 
 def test_unknown_extra_fields_are_kept_not_refused() -> None:
-    parsed = parse_event(event(ip="192.0.2.1"), None)
+    parsed = parse_event(event_body(ip="192.0.2.1"), None)
     assert parsed.raw["ip"] == "192.0.2.1"
 
 
@@ -220,15 +206,15 @@ def test_unknown_extra_fields_are_kept_not_refused() -> None:
 
 
 def test_single_event_key_is_the_webhook_id() -> None:
-    assert parse_body(encoded(event()), "evt_abc").events[0].dedupe_key == "evt_abc"
+    assert parse_body(encoded(event_body()), "evt_abc").events[0].dedupe_key == "evt_abc"
 
 
 def test_event_without_webhook_id_is_keyed_by_content() -> None:
-    assert parse_body(encoded(event()), None).events[0].dedupe_key == content_key(event())
+    assert parse_body(encoded(event_body()), None).events[0].dedupe_key == content_key(event_body())
 
 
 def test_list_events_are_keyed_by_content_not_the_list_id() -> None:
-    body = encoded([event("delivered"), event("opened")])
+    body = encoded([event_body("delivered"), event_body("opened")])
     first = parse_body(body, "evt_list_1").events
     again = parse_body(body, "evt_list_2").events
     assert [e.dedupe_key for e in first] == [e.dedupe_key for e in again]
@@ -236,13 +222,13 @@ def test_list_events_are_keyed_by_content_not_the_list_id() -> None:
 
 
 def test_content_key_ignores_custom_args_and_key_order() -> None:
-    reordered = dict(reversed(list(event().items())))
+    reordered = dict(reversed(list(event_body().items())))
     reordered["custom_args"] = {"x": 1}
-    assert content_key(reordered) == content_key(event())
+    assert content_key(reordered) == content_key(event_body())
 
 
 def test_list_of_several_events_parses_each() -> None:
-    body = encoded([event("delivered"), event("opened"), event("clicked")])
+    body = encoded([event_body("delivered"), event_body("opened"), event_body("clicked")])
     assert [e.event for e in parse_body(body, "evt_1").events] == [
         "delivered",
         "opened",
@@ -261,29 +247,29 @@ MALFORMED: dict[str, bytes] = {
     "NaN": b'{"event": "delivered", "x": NaN}',
     "huge float": b'{"event": "delivered", "x": 1e999}',
     "deep nesting": b"[" * 100_000 + b"]" * 100_000,
-    "unknown event": encoded(event("exploded")),
-    "event not a string": encoded(event(event=3)),
-    "missing message_id": encoded({k: v for k, v in event().items() if k != "message_id"}),
-    "empty message_id": encoded(event(message_id="")),
-    "message_id too long": encoded(event(message_id="m" * 129)),
-    "missing timestamp": encoded({k: v for k, v in event().items() if k != "timestamp"}),
-    "bad timestamp": encoded(event(timestamp="yesterday")),
-    "naive timestamp": encoded(event(timestamp="2026-05-19T14:30:00")),
-    "numeric timestamp": encoded(event(timestamp=1_700_000_000)),
-    "missing recipient": encoded({k: v for k, v in event().items() if k != "recipient"}),
-    "recipient not a string": encoded(event(recipient=["a@b"])),
-    "custom_args not an object": encoded(event(custom_args=[1])),
-    "bounce without type": encoded({**event("bounced"), "bounce_type": None}),
-    "bounce with unknown type": encoded(event("bounced", bounce_type="medium")),
+    "unknown event": encoded(event_body("exploded")),
+    "event not a string": encoded(event_body(event=3)),
+    "missing message_id": encoded({k: v for k, v in event_body().items() if k != "message_id"}),
+    "empty message_id": encoded(event_body(message_id="")),
+    "message_id too long": encoded(event_body(message_id="m" * 129)),
+    "missing timestamp": encoded({k: v for k, v in event_body().items() if k != "timestamp"}),
+    "bad timestamp": encoded(event_body(timestamp="yesterday")),
+    "naive timestamp": encoded(event_body(timestamp="2026-05-19T14:30:00")),
+    "numeric timestamp": encoded(event_body(timestamp=1_700_000_000)),
+    "missing recipient": encoded({k: v for k, v in event_body().items() if k != "recipient"}),
+    "recipient not a string": encoded(event_body(recipient=["a@b"])),
+    "custom_args not an object": encoded(event_body(custom_args=[1])),
+    "bounce without type": encoded({**event_body("bounced"), "bounce_type": None}),
+    "bounce with unknown type": encoded(event_body("bounced", bounce_type="medium")),
     "bounce without reason": encoded(
-        {k: v for k, v in event("bounced").items() if k != "bounce_reason"}
+        {k: v for k, v in event_body("bounced").items() if k != "bounce_reason"}
     ),
-    "click without url": encoded({k: v for k, v in event("clicked").items() if k != "url"}),
-    "NUL in a string": encoded(event(recipient="a\x00@b")),
+    "click without url": encoded({k: v for k, v in event_body("clicked").items() if k != "url"}),
+    "NUL in a string": encoded(event_body(recipient="a\x00@b")),
     "lone surrogate": b'{"event": "delivered", "recipient": "\\ud800"}',
-    "list with a bad item": encoded([event(), {"event": "opened"}]),
+    "list with a bad item": encoded([event_body(), {"event": "opened"}]),
     "ping inside a list": encoded([{"event": "ping", "timestamp": "2026-05-19T14:30:00Z"}]),
-    "too many events": encoded([event()] * 1001),
+    "too many events": encoded([event_body()] * 1001),
 }
 
 
@@ -295,9 +281,9 @@ def test_malformed_body_is_a_400_with_a_reason(body: bytes) -> None:
 
 
 def test_list_errors_name_the_bad_item() -> None:
-    error = refused(parse_body, encoded([event(), {"event": "opened"}]), None)
+    error = refused(parse_body, encoded([event_body(), {"event": "opened"}]), None)
     assert error.reason.startswith("events[1]: ")
 
 
 def test_overlong_webhook_id_is_refused() -> None:
-    assert refused(parse_body, encoded(event()), "e" * 129).status == 400
+    assert refused(parse_body, encoded(event_body()), "e" * 129).status == 400

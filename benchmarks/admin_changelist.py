@@ -35,6 +35,8 @@ def configure() -> None:
     import psycopg
     from django.conf import settings
 
+    from example_project import settings as site
+
     url = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     name = url.path.lstrip("/") or "cloudmails_admin_bench"
     with psycopg.connect(url._replace(path="/postgres").geturl(), autocommit=True) as conn:
@@ -46,34 +48,9 @@ def configure() -> None:
         SECRET_KEY="bench",
         ALLOWED_HOSTS=["testserver"],
         ROOT_URLCONF="example_project.urls",
-        INSTALLED_APPS=[
-            "django.contrib.admin",
-            "django.contrib.auth",
-            "django.contrib.contenttypes",
-            "django.contrib.sessions",
-            "django.contrib.messages",
-            "django_cloudmails",
-        ],
-        MIDDLEWARE=[
-            "django.contrib.sessions.middleware.SessionMiddleware",
-            "django.middleware.common.CommonMiddleware",
-            "django.middleware.csrf.CsrfViewMiddleware",
-            "django.contrib.auth.middleware.AuthenticationMiddleware",
-            "django.contrib.messages.middleware.MessageMiddleware",
-        ],
-        TEMPLATES=[
-            {
-                "BACKEND": "django.template.backends.django.DjangoTemplates",
-                "APP_DIRS": True,
-                "OPTIONS": {
-                    "context_processors": [
-                        "django.template.context_processors.request",
-                        "django.contrib.auth.context_processors.auth",
-                        "django.contrib.messages.context_processors.messages",
-                    ]
-                },
-            }
-        ],
+        INSTALLED_APPS=[app for app in site.INSTALLED_APPS if app != "example_project.demo"],
+        MIDDLEWARE=site.MIDDLEWARE,
+        TEMPLATES=site.TEMPLATES,
         DATABASES={
             "default": {
                 **postgresql(url.geturl(), default_name="cloudmails_admin_bench"),

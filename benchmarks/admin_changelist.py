@@ -51,6 +51,7 @@ def configure() -> None:
         INSTALLED_APPS=[app for app in site.INSTALLED_APPS if app != "example_project.demo"],
         MIDDLEWARE=site.MIDDLEWARE,
         TEMPLATES=site.TEMPLATES,
+        STATIC_URL=site.STATIC_URL,
         DATABASES={
             "default": {
                 **postgresql(url.geturl(), default_name="cloudmails_admin_bench"),

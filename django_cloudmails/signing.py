@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 DEFAULT_TOLERANCE = 300
+#: Seconds since 1970 fit in 11 digits until the year 5138; longer is not a timestamp.
+MAX_TIMESTAMP_DIGITS = 11
 
 
 class SignatureError(Exception):
@@ -56,14 +58,18 @@ def verify(
     header = headers.get("webhook-signature")
     if not msg_id or not stamp or not header:
         raise SignatureError("Missing webhook-id, webhook-timestamp or webhook-signature header.")
-    try:
-        timestamp = int(stamp)
-    except ValueError:
-        raise SignatureError("webhook-timestamp is not an integer.") from None
-    current = time.time() if now is None else now
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= MAX_TIMESTAMP_DIGITS):
+        raise SignatureError("webhook-timestamp is not a Unix time in seconds.")
+    timestamp = int(stamp)
+    current = int(time.time() if now is None else now)
     if abs(current - timestamp) > tolerance:
         raise SignatureError(f"webhook-timestamp is more than {tolerance} seconds away from now.")
-    offered = [part.split(",", 1)[1] for part in header.split() if part.startswith("v1,")]
+    # Only ASCII can match a base64 digest; anything else would make compare_digest raise.
+    offered = [
+        part.split(",", 1)[1]
+        for part in header.split()
+        if part.startswith("v1,") and part.isascii()
+    ]
     for secret in secrets:
         expected = sign(secret, msg_id, timestamp, body).split(",", 1)[1]
         if any(hmac.compare_digest(expected, candidate) for candidate in offered):

@@ -80,5 +80,27 @@ def test_missing_headers_are_refused() -> None:
 def test_non_integer_timestamp_is_refused() -> None:
     secret = generate_secret()
     bad = {**headers(secret), "webhook-timestamp": "soon"}
-    with pytest.raises(SignatureError, match="integer"):
+    with pytest.raises(SignatureError, match="Unix time"):
         verify([secret], bad, BODY)
+
+
+def test_absurdly_long_timestamp_is_refused() -> None:
+    secret = generate_secret()
+    bad = {**headers(secret), "webhook-timestamp": "9" * 400}
+    with pytest.raises(SignatureError, match="Unix time"):
+        verify([secret], bad, BODY)
+
+
+def test_non_ascii_signature_is_refused_not_crashed_on() -> None:
+    secret = generate_secret()
+    bad = {**headers(secret), "webhook-signature": "v1,\xe9\xe9"}
+    with pytest.raises(SignatureError, match="matches"):
+        verify([secret], bad, BODY)
+
+
+def test_a_valid_signature_among_odd_ones_still_verifies() -> None:
+    secret = generate_secret()
+    good = headers(secret)
+    mixed = {**good, "webhook-signature": "v1,\xe9 v2,xyz " + good["webhook-signature"]}
+
+    verify([secret], mixed, BODY)

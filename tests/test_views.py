@@ -242,3 +242,32 @@ def test_no_request_body_yields_a_500(client: Client, delivery: Delivery, body: 
     response = post(client, body)
     assert response.status_code in (200, 400), response.content
     assert isinstance(response.json(), dict)
+
+
+# Nor do any signature headers.
+
+_header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=500)
+
+
+@hypothesis_settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    webhook_id=_header_text,
+    stamp=st.one_of(
+        _header_text,
+        st.integers().map(str),
+        st.text(alphabet="0123456789", min_size=300, max_size=400),
+        st.builds(lambda: str(int(time.time()))),
+    ),
+    signature=st.one_of(_header_text, _header_text.map(lambda v: f"v1,{v}")),
+)
+def test_no_signature_headers_yield_a_500(
+    client: Client, signing_secret: str, webhook_id: str, stamp: str, signature: str
+) -> None:
+    headers = {"webhook-id": webhook_id, "webhook-timestamp": stamp, "webhook-signature": signature}
+    response = post(client, event_body("opened"), **headers)
+    assert response.status_code == 403, response.content
+    assert "signature" in response.json()["error"]

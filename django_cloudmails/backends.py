@@ -29,7 +29,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 
 from . import lifecycle, outbox
 from .client import BatchResult, CloudMailsClient, iter_batches
-from .conf import OPTION_KEYS, CloudMailsSettings
+from .conf import CloudMailsSettings
 from .exceptions import (
     CloudMailsAPIError,
     CloudMailsConfigurationError,
@@ -41,7 +41,7 @@ from .exceptions import (
     CloudMailsUnsupportedFeature,
     error_for_status,
 )
-from .limits import MAX_REQUEST_BYTES
+from .limits import MAX_BATCH_MESSAGES, MAX_REQUEST_BYTES
 from .models import Delivery
 from .payloads import build_api_messages
 from .suppression import normalize_address, suppressed
@@ -84,7 +84,6 @@ class EmailBackend(BaseEmailBackend):
             "batch_size": batch_size,
             "ignore_unsupported_features": ignore_unsupported_features,
         }
-        assert set(given) == set(OPTION_KEYS)
         if _MAILERS:
             # Django 6.1 warns when fail_silently reaches BaseEmailBackend, and raises
             # InvalidMailer for unknown OPTIONS: keep the former, pass the rest on.
@@ -107,11 +106,21 @@ class EmailBackend(BaseEmailBackend):
                 'No CloudMails API key: set CLOUDMAILS["API_KEY"], the CLOUDMAILS_API_KEY '
                 'environment variable or the backend\'s "api_key" option.'
             )
+        try:
+            timeout, retry = self.settings.timeout, self.settings.retry_policy
+            batch_size = self.settings.batch_size
+        except (TypeError, ValueError) as err:
+            raise CloudMailsConfigurationError(
+                f"A CLOUDMAILS setting or backend option has a wrong value ({err}); "
+                "`manage.py check` names it."
+            ) from err
+        if not 1 <= batch_size <= MAX_BATCH_MESSAGES:
+            raise CloudMailsConfigurationError(
+                f'CLOUDMAILS["BATCH_SIZE"] (or the "batch_size" option) must be between 1 '
+                f"and {MAX_BATCH_MESSAGES}, not {batch_size}."
+            )
         self.client = CloudMailsClient(
-            api_key,
-            api_url=self.settings.api_url,
-            timeout=self.settings.timeout,
-            retry=self.settings.retry_policy,
+            api_key, api_url=self.settings.api_url, timeout=timeout, retry=retry
         )
         return True
 
@@ -155,21 +164,21 @@ class EmailBackend(BaseEmailBackend):
 
         rows = [row for group in rows_by_email for row in group]
         pending = self._apply_suppressions([row for row in rows if row.status == lifecycle.QUEUED])
-        # Rows committed before the call cannot have orphaned events (see outbox).
-        self._link_orphans = not outbox.insert(rows)
-        for email, group in zip(emails, rows_by_email, strict=True):
-            email.cloudmails_deliveries = group  # type: ignore[attr-defined]
+        # Opened before anything is written: a broken configuration leaves no row behind.
+        opened = self.open() if pending else False
         errors: list[CloudMailsError] = []
-        if pending:
-            opened = self.open()
-            try:
-                if len(pending) == 1:
-                    self._send_one(pending[0], errors)
-                else:
-                    self._send_batches(pending, errors)
-            finally:
-                if opened:
-                    self.close()
+        try:
+            # Rows committed before the call cannot have orphaned events (see outbox).
+            self._link_orphans = not outbox.insert(rows)
+            for email, group in zip(emails, rows_by_email, strict=True):
+                email.cloudmails_deliveries = group  # type: ignore[attr-defined]
+            if len(pending) == 1:
+                self._send_one(pending[0], errors)
+            elif pending:
+                self._send_batches(pending, errors)
+        finally:
+            if opened:
+                self.close()
         if errors and not self.fail_silently:
             raise errors[0]
         return sum(all(map(_MESSAGE_ID, group)) for group in rows_by_email)

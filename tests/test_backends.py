@@ -16,6 +16,7 @@ from django_cloudmails import backends, suppression
 from django_cloudmails.backends import EmailBackend
 from django_cloudmails.client import CloudMailsClient
 from django_cloudmails.exceptions import (
+    CloudMailsConfigurationError,
     CloudMailsInvalidMessage,
     CloudMailsInvalidRequest,
     CloudMailsSenderNotVerified,
@@ -745,3 +746,45 @@ def test_get_connection_kwargs_reach_the_backend(sandbox: Any) -> None:
 
     assert connection.send_messages([EmailMessage("Hi", "Body", None, ["a@example.com"])]) == 0
     assert Delivery.objects.get().error_code == "401"
+
+
+def test_missing_api_key_raises_before_any_row_is_written(
+    sandbox: Any, cloudmails_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLOUDMAILS_API_KEY", raising=False)
+    cloudmails_settings["API_KEY"] = ""
+
+    with pytest.raises(CloudMailsConfigurationError, match="API_KEY"):
+        EmailBackend(fail_silently=True).send_messages(
+            [EmailMessage("Hi", "Body", None, ["ann@example.com"])]
+        )
+    assert not Delivery.objects.exists()
+    assert sandbox.requests == []
+
+
+def test_batch_size_out_of_range_raises_even_with_fail_silently(sandbox: Any) -> None:
+    backend = EmailBackend(fail_silently=True, batch_size=5000)
+    messages = [EmailMessage("Hi", "Body", None, [f"u{i}@example.com"]) for i in range(2)]
+
+    with pytest.raises(CloudMailsConfigurationError, match="batch_size"):
+        backend.send_messages(messages)
+    assert not Delivery.objects.exists()
+
+
+def test_a_wrongly_typed_option_is_a_configuration_error(sandbox: Any) -> None:
+    backend = EmailBackend(timeout="30s")  # type: ignore[arg-type]
+
+    with pytest.raises(CloudMailsConfigurationError, match=r"manage\.py check"):
+        backend.send_messages([EmailMessage("Hi", "Body", None, ["ann@example.com"])])
+    assert not Delivery.objects.exists()
+
+
+def test_every_backend_option_maps_to_a_setting() -> None:
+    import inspect
+
+    from django_cloudmails.conf import OPTION_KEYS
+
+    parameters = inspect.signature(EmailBackend.__init__).parameters
+    options = {name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+    assert options - {"alias"} == set(OPTION_KEYS)

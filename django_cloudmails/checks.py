@@ -16,8 +16,10 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from django.urls import NoReverseMatch, reverse
 
+from . import signing
 from .conf import (
     DEFAULTS,
+    OPTION_KEYS,
     SUPPRESSED_RECIPIENT_ACTIONS,
     SUPPRESSION_REASONS,
     CloudMailsSettings,
@@ -52,7 +54,14 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         ]
     errors.extend(_unknown_keys(user))
     for where, options in _our_mailer_options():
-        errors.extend(_check_backend(where, CloudMailsSettings(options)))
+        conf = CloudMailsSettings(options)
+        errors.extend(_check_backend(where, conf))
+        names = {
+            OPTION_KEYS[option]: f'{where}["OPTIONS"]["{option}"]'
+            for option in options
+            if option in OPTION_KEYS
+        }
+        errors.extend(_check_numbers(conf, names))
     errors.extend(_check_values(app_settings))
     errors.extend(_check_webhook(app_settings))
     return errors
@@ -84,30 +93,40 @@ def _check_backend(where: str, conf: CloudMailsSettings) -> Iterator[CheckMessag
         )
 
 
-def _check_values(conf: CloudMailsSettings) -> Iterator[CheckMessage]:
-    numbers = {
-        "TIMEOUT": 0.0,
-        "RETRY_BACKOFF": 0.0,
-        "RETRY_MAX_BACKOFF": 0.0,
-        "WEBHOOK_TOLERANCE": 1,
-        "WEBHOOK_MAX_BODY_BYTES": 1,
-        "RETRY_ATTEMPTS": 1,
-        "BATCH_SIZE": 1,
-    }
-    for key, low in numbers.items():
-        value = conf.get(key)
+#: Numeric settings and their lowest allowed value.
+_LOWEST = {
+    "TIMEOUT": 0.0,
+    "RETRY_BACKOFF": 0.0,
+    "RETRY_MAX_BACKOFF": 0.0,
+    "WEBHOOK_TOLERANCE": 1,
+    "WEBHOOK_MAX_BODY_BYTES": 1,
+    "RETRY_ATTEMPTS": 1,
+    "BATCH_SIZE": 1,
+}
+
+
+def _check_numbers(conf: CloudMailsSettings, names: Mapping[str, str]) -> Iterator[CheckMessage]:
+    """Range checks of the numeric settings in ``names`` (key -> how the user wrote it)."""
+    for key, name in names.items():
+        if key not in _LOWEST:
+            continue
+        value, low = conf.get(key), _LOWEST[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
             yield Error(
-                f'CLOUDMAILS["{key}"] must be a number of at least {low}, not {value!r}.',
+                f"{name} must be a number of at least {low}, not {value!r}.",
                 hint=f"Remove it to use the default, {DEFAULTS[key]!r}.",
                 id="cloudmails.E005",
             )
-    if isinstance(conf.get("BATCH_SIZE"), int) and conf.get("BATCH_SIZE") > DEFAULTS["BATCH_SIZE"]:
-        yield Error(
-            f'CLOUDMAILS["BATCH_SIZE"] may be at most {DEFAULTS["BATCH_SIZE"]}.',
-            hint="The API refuses larger batches.",
-            id="cloudmails.E005",
-        )
+        elif key == "BATCH_SIZE" and value > DEFAULTS["BATCH_SIZE"]:
+            yield Error(
+                f"{name} may be at most {DEFAULTS['BATCH_SIZE']}.",
+                hint="The API refuses larger batches.",
+                id="cloudmails.E005",
+            )
+
+
+def _check_values(conf: CloudMailsSettings) -> Iterator[CheckMessage]:
+    yield from _check_numbers(conf, {key: f'CLOUDMAILS["{key}"]' for key in DEFAULTS})
     retention = conf.get("BODY_RETENTION_DAYS")
     if retention is not None and (not isinstance(retention, int) or retention < 0):
         yield Error(
@@ -141,8 +160,8 @@ def _webhook_routed() -> bool:
 def _check_webhook(conf: CloudMailsSettings) -> Iterator[CheckMessage]:
     secrets = conf.webhook_secrets
     for secret in secrets:
-        user, sep, password = secret.partition(":")
-        if not (sep and user and password):
+        user, sep, password = str(secret).partition(":")
+        if not (isinstance(secret, str) and sep and user and password):
             yield Error(
                 'CLOUDMAILS["WEBHOOK_SECRET"] must be "user:password" (or a list of them).',
                 hint="Put the same credentials in the webhook URL you give CloudMails: "
@@ -150,9 +169,9 @@ def _check_webhook(conf: CloudMailsSettings) -> Iterator[CheckMessage]:
                 id="cloudmails.E006",
             )
     for secret in conf.webhook_signing_secrets:
-        if not secret.startswith("whsec_"):
+        if not (isinstance(secret, str) and signing.is_valid_secret(secret)):
             yield Error(
-                'CLOUDMAILS["WEBHOOK_SIGNING_SECRET"] must start with "whsec_".',
+                'CLOUDMAILS["WEBHOOK_SIGNING_SECRET"] must be "whsec_" followed by base64.',
                 hint="Copy the signing secret exactly as CloudMails shows it.",
                 id="cloudmails.E006",
             )

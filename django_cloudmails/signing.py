@@ -32,6 +32,16 @@ def _key(secret: str) -> bytes:
         raise ValueError("A webhook signing secret must be 'whsec_' followed by base64.") from err
 
 
+def is_valid_secret(secret: str) -> bool:
+    """Whether ``secret`` is ``whsec_`` followed by non-empty base64."""
+    if not secret.startswith(SECRET_PREFIX):
+        return False
+    try:
+        return bool(_key(secret))
+    except ValueError:
+        return False
+
+
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """Return the ``webhook-signature`` header value for one delivery attempt."""
     signed = f"{msg_id}.{timestamp}.".encode() + body

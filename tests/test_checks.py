@@ -95,6 +95,36 @@ def test_e006_malformed_webhook_secret(settings: Any) -> None:
     assert ids() == ["cloudmails.E006"]
 
 
+def test_e006_signing_secret_that_is_not_base64(settings: Any) -> None:
+    settings.CLOUDMAILS = {
+        "API_KEY": "k",
+        "WEBHOOK_SECRET": "hook:s3cret",
+        "WEBHOOK_SIGNING_SECRET": "whsec_!!!",
+    }
+
+    assert ids() == ["cloudmails.E006"]
+
+
+def test_e006_webhook_secret_list_with_a_non_string(settings: Any) -> None:
+    settings.CLOUDMAILS = {"API_KEY": "k", "WEBHOOK_SECRET": ["hook:s3cret", 42]}
+
+    assert ids() == ["cloudmails.E006"]
+
+
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is Django 6.1+")
+def test_e005_names_the_mailers_option_out_of_range(settings: Any) -> None:
+    settings.CLOUDMAILS = {"API_KEY": "k", "WEBHOOK_SECRET": "hook:s3cret"}
+    settings.MAILERS = {
+        "default": {"BACKEND": OURS},
+        "bulk": {"BACKEND": OURS, "OPTIONS": {"batch_size": 5000, "timeout": "30s"}},
+    }
+
+    errors = check_settings()
+    assert [error.id for error in errors] == ["cloudmails.E005", "cloudmails.E005"]
+    assert 'MAILERS["bulk"]["OPTIONS"]["batch_size"]' in errors[0].msg + errors[1].msg
+    assert 'MAILERS["bulk"]["OPTIONS"]["timeout"]' in errors[0].msg + errors[1].msg
+
+
 @pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is Django 6.1+")
 def test_e001_names_the_mailers_alias_without_a_key(settings: Any) -> None:
     settings.CLOUDMAILS = {"WEBHOOK_SECRET": "hook:s3cret"}

@@ -260,7 +260,7 @@ def mark_sent(
     now = timezone.now()
     using = _db()
     connection = connections[using]
-    if connection.vendor in ("sqlite", "postgresql"):
+    if _updates_from_values(connection):
         for start in range(0, len(accepted), UPDATE_CHUNK):
             _update_from_values(
                 connection, accepted[start : start + UPDATE_CHUNK], attempts, batch_id, now
@@ -332,6 +332,16 @@ def mark_unanswered(rows: Iterable[Delivery], *, code: str, error: str, attempts
 
 def _db() -> str:
     return router.db_for_write(Delivery)
+
+
+def _updates_from_values(connection: Any) -> bool:
+    """Whether the database runs ``UPDATE ... FROM``: PostgreSQL, and SQLite from 3.33
+    (Django 4.2 and 5.2 still support older SQLite, which take the per-row UPDATE)."""
+    if connection.vendor == "postgresql":
+        return True
+    return bool(
+        connection.vendor == "sqlite" and connection.Database.sqlite_version_info >= (3, 33)
+    )
 
 
 def _update_from_values(

@@ -100,6 +100,24 @@ def test_mark_sent_stores_message_ids_for_many_rows_in_one_statement() -> None:
         assert stored[row.id].sent_at is not None
 
 
+def test_mark_sent_on_sqlite_older_than_3_33_updates_row_by_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite version matters only on SQLite")
+    monkeypatch.setattr(connection.Database, "sqlite_version_info", (3, 31, 1))
+    rows = queued(3)
+    Delivery.objects.filter(pk=rows[0].pk).update(status="delivered")
+
+    outbox.mark_sent([(row, f"msg_{i}") for i, row in enumerate(rows)], attempts=1, batch_id="b")
+
+    stored = {row.id: row for row in Delivery.objects.all()}
+    assert [stored[row.id].message_id for row in rows] == ["msg_0", "msg_1", "msg_2"]
+    assert [stored[row.id].status for row in rows] == ["delivered", "sent", "sent"]
+
+
 def test_mark_sent_single_row_leaves_batch_id_empty() -> None:
     (row,) = queued()
 

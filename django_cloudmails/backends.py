@@ -276,14 +276,6 @@ class EmailBackend(BaseEmailBackend):
             outbox.mark_failed([row], code=str(code), error=message, attempts=outcome.attempts)
             field = detail.field if detail else None
             errors.append(error_for_status(code, message, field=field))
-        answered = {item.index for item in outcome.items}
-        missing = [row for index, row in enumerate(chunk) if index not in answered]
-        outbox.mark_unanswered(
-            missing,
-            code=outbox.ERROR_TRANSPORT,
-            error="The batch response had no entry for this message.",
-            attempts=outcome.attempts,
-        )
 
 
 def _post_batch(client: CloudMailsClient, chunk: list[Delivery]) -> BatchResult | CloudMailsError:

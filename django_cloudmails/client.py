@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ import requests
 
 from . import __version__
 from .exceptions import (
+    CloudMailsBadResponse,
     CloudMailsBatchTooLarge,
     CloudMailsError,
     CloudMailsTimeout,
@@ -171,10 +172,13 @@ class CloudMailsClient:
         data, attempts = self.retry.call(
             lambda: self._request("POST", "/send", body, idempotency_key)
         )
-        return SendResult(
-            message_id=str(data["message_id"]),
-            status=str(data.get("status", "sent")),
-            attempts=attempts,
+        return _parsed(
+            "POST /send",
+            lambda: SendResult(
+                message_id=_string(data["message_id"]),
+                status=str(data.get("status", "sent")),
+                attempts=attempts,
+            ),
         )
 
     def send_batch(
@@ -202,24 +206,30 @@ class CloudMailsClient:
         data, attempts = self.retry.call(
             lambda: self._request("POST", "/send/batch", body, idempotency_key)
         )
-        return BatchResult(
-            batch_id=str(data.get("batch_id", "")),
-            items=[_batch_item(entry) for entry in data.get("messages", [])],
-            attempts=attempts,
+        return _parsed(
+            "POST /send/batch",
+            lambda: BatchResult(
+                batch_id=str(data.get("batch_id", "")),
+                items=_batch_items(data["messages"], len(messages)),
+                attempts=attempts,
+            ),
         )
 
     def get_email(self, message_id: str) -> EmailStatus:
         """Fetch one message's delivery status (``GET /emails/{message_id}``)."""
         data, _ = self.retry.call(lambda: self._request("GET", f"/emails/{message_id}", None, None))
-        return EmailStatus(
-            message_id=str(data["message_id"]),
-            status=str(data["status"]),
-            created_at=_parse_datetime(data.get("created_at")),
-            delivered_at=_parse_datetime(data.get("delivered_at")),
-            bounce_reason=data.get("bounce_reason"),
-            opens=int(data.get("opens") or 0),
-            clicks=int(data.get("clicks") or 0),
-            to=data.get("to"),
+        return _parsed(
+            f"GET /emails/{message_id}",
+            lambda: EmailStatus(
+                message_id=_string(data["message_id"]),
+                status=str(data["status"]),
+                created_at=_parse_datetime(data.get("created_at")),
+                delivered_at=_parse_datetime(data.get("delivered_at")),
+                bounce_reason=data.get("bounce_reason"),
+                opens=int(data.get("opens") or 0),
+                clicks=int(data.get("clicks") or 0),
+                to=data.get("to"),
+            ),
         )
 
     def _send(
@@ -268,13 +278,13 @@ class CloudMailsClient:
         try:
             data = response.json()
         except ValueError as err:
-            raise CloudMailsError(
+            raise CloudMailsBadResponse(
                 f"CloudMails answered {method} {path} with a body that is not JSON.",
                 status_code=response.status_code,
                 response=response,
             ) from err
         if not isinstance(data, dict):
-            raise CloudMailsError(
+            raise CloudMailsBadResponse(
                 f"CloudMails answered {method} {path} with JSON that is not an object.",
                 status_code=response.status_code,
                 response=response,
@@ -329,6 +339,31 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _parsed(what: str, build: Callable[[], T]) -> T:
+    """Build a result from a success body, or say that the body was not what we expect."""
+    try:
+        return build()
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CloudMailsBadResponse(
+            f"CloudMails answered {what} with an unexpected body ({type(err).__name__}: "
+            f"{err}); the message may or may not have been accepted."
+        ) from err
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _batch_items(entries: Any, count: int) -> list[BatchItem]:
+    """One item per message sent, in request order, as the API promises."""
+    items = [_batch_item(entry) for entry in entries]
+    if [item.index for item in items] != list(range(count)):
+        raise ValueError(f"the entries do not answer the {count} messages in order")
+    return items
+
+
 def _batch_item(entry: Mapping[str, Any]) -> BatchItem:
     error = entry.get("error")
     if error:
@@ -343,7 +378,7 @@ def _batch_item(entry: Mapping[str, Any]) -> BatchItem:
         )
     return BatchItem(
         index=int(entry["index"]),
-        message_id=str(entry["message_id"]),
+        message_id=_string(entry["message_id"]),
         to=entry.get("to"),
     )
 

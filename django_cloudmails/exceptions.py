@@ -95,6 +95,13 @@ class CloudMailsTimeout(CloudMailsTransportError):
     """The API did not answer within the configured timeout."""
 
 
+class CloudMailsBadResponse(CloudMailsError):
+    """The API answered with success but a body we cannot read.
+
+    The message may or may not have been accepted; a row stays ``queued`` with this error.
+    """
+
+
 class CloudMailsBatchTooLarge(CloudMailsError):
     """More messages than one batch request may carry; split them with ``iter_batches``."""
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ import urllib3
 
 from django_cloudmails.client import CloudMailsClient, RawJSON, iter_batches
 from django_cloudmails.exceptions import (
+    CloudMailsBadResponse,
     CloudMailsBatchTooLarge,
     CloudMailsInvalidRequest,
     CloudMailsNotFound,
@@ -422,3 +425,83 @@ def test_client_module_imports_nothing_from_django() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+class _CannedHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the server's canned status and body."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, body = self.server.canned  # type: ignore[attr-defined]
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def canned_api() -> Any:
+    """A local HTTP server answering what a test sets in ``.canned``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CannedHandler)
+    server.canned = (200, b"{}")  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{}",
+        b'{"message_id": null}',
+        b'{"message_id": 42}',
+        b"[]",
+        b"not json",
+    ],
+)
+def test_unreadable_send_response_is_a_bad_response(canned_api: Any, body: bytes) -> None:
+    canned_api.canned = (200, body)
+    url = f"http://127.0.0.1:{canned_api.server_port}/v1"
+    with CloudMailsClient("k", api_url=url) as client:
+        with pytest.raises(CloudMailsBadResponse, match="POST /send") as raised:
+            client.send(message())
+
+    assert not raised.value.retryable
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [{"index": 0, "message_id": "m0"}],
+        [{"index": 1, "message_id": "m1"}, {"index": 0, "message_id": "m0"}],
+        [{"index": 0, "message_id": "m0"}, {"index": 0, "message_id": "m0"}],
+        [{"index": -1, "message_id": "m"}, {"index": 0, "message_id": "m0"}],
+        [{"index": 0, "message_id": "m0"}, "oops"],
+        [{"index": 0}, {"index": 1, "message_id": "m1"}],
+    ],
+)
+def test_batch_response_that_does_not_answer_each_message_in_order_is_refused(
+    canned_api: Any, entries: list[Any]
+) -> None:
+    canned_api.canned = (202, json.dumps({"batch_id": "b", "messages": entries}).encode())
+    url = f"http://127.0.0.1:{canned_api.server_port}/v1"
+    with CloudMailsClient("k", api_url=url) as client:
+        with pytest.raises(CloudMailsBadResponse, match="send/batch"):
+            client.send_batch([message(), message()])
+
+
+def test_status_response_without_a_status_is_a_bad_response(canned_api: Any) -> None:
+    canned_api.canned = (200, b'{"message_id": "msg_1"}')
+    url = f"http://127.0.0.1:{canned_api.server_port}/v1"
+    with CloudMailsClient("k", api_url=url) as client:
+        with pytest.raises(CloudMailsBadResponse, match="GET /emails/msg_1"):
+            client.get_email("msg_1")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -120,7 +122,9 @@ def test_inspection_api_sets_the_webhook_url(receiver):
     with Sandbox(api_key=API_KEY) as sb:
         root = sb.url.replace("/v1", "/_sandbox")
         state = requests.post(f"{root}/webhook", json={"url": receiver.url}, timeout=5)
-        assert state.json()["url"] == receiver.url
+        assert state.json()["url"] == receiver.url.replace("s3cret", "***")
+        assert "s3cret" not in state.text
+        assert sb.webhook_url == receiver.url  # the Python API keeps the real URL
         sb.wait_idle()
     assert receiver.bodies(pings=True)[0]["event"] == "ping"
 
@@ -238,12 +242,15 @@ def test_unreachable_webhook_url_is_retried_then_given_up():
     port = probe.server_address[1]
     probe.server_close()  # nothing listens there now
     with Sandbox(
-        api_key=API_KEY, webhook_url=f"http://127.0.0.1:{port}/", webhook_retry_delays=FAST
+        api_key=API_KEY,
+        webhook_url=f"http://hook:s3cret@127.0.0.1:{port}/",
+        webhook_retry_delays=FAST,
     ) as sb:
         sb.wait_idle()
         results = [result for _, result, _ in sb.webhook_attempts]
         assert len(results) == 3
         assert all(isinstance(result, str) for result in results)
+        assert not any("s3cret" in result for result in results)
         assert len(sb.webhook_failures) == 1
 
 
@@ -303,3 +310,110 @@ def test_wait_idle_raises_timeout_error_when_busy(receiver):
         receiver.wait_for(1)
         with pytest.raises(TimeoutError):
             sb.wait_idle(timeout=0.05)
+
+
+# Webhook credentials stay out of the unauthenticated inspection API and error messages.
+
+BAD_URLS = [
+    "ftp://hook:s3cret@127.0.0.1/hook/",
+    "http://hook:s3cret@/hook/",
+    "http://hook:s3cret@127.0.0.1:99999/hook/",
+    "http://hook:s3cret@127.0.0.1:port/hook/",
+    "http://hook:s3cret@[::1/hook/",
+    "hook:s3cret@127.0.0.1/hook/",
+]
+
+
+def sandbox_threads() -> list[str]:
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("cloudmails-sandbox"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def assert_nothing_listens(port: int) -> None:
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", port))
+
+
+def test_inspection_api_hides_the_webhook_password_and_signing_secret(hooked_sandbox, receiver):
+    root = hooked_sandbox.url.replace("/v1", "/_sandbox")
+    response = requests.get(f"{root}/webhook", timeout=5)
+    assert response.status_code == 200
+    assert "s3cret" not in response.text
+    assert hooked_sandbox.webhook_signing_secret not in response.text
+    assert "signing_secret" not in response.json()
+    port = receiver.server.server_address[1]
+    assert response.json()["url"] == f"http://hook:***@127.0.0.1:{port}/hook/"
+    assert response.json()["attempts"][0]["result"] == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://hook:s3cret@example.test:8443/a/b?x=1",
+            "https://hook:***@example.test:8443/a/b?x=1",
+        ),
+        ("http://hook:@example.test/", "http://hook:***@example.test/"),
+        ("http://hook@example.test/", "http://hook@example.test/"),
+        ("http://example.test/hook", "http://example.test/hook"),
+        ("http://a%40b:p%3Aw@[::1]:9000/h", "http://a%40b:***@[::1]:9000/h"),
+    ],
+)
+def test_inspection_api_shows_the_url_without_its_password(url, shown):
+    with Sandbox(api_key=API_KEY) as sb:
+        sb.configure_webhook(url)
+        root = sb.url.replace("/v1", "/_sandbox")
+        assert requests.get(f"{root}/webhook", timeout=5).json()["url"] == shown
+        sb.configure_webhook(None)
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_bad_webhook_url_fails_before_anything_starts(url):
+    before = sandbox_threads()
+    port = free_port()
+    with pytest.raises(ValueError, match=r"webhook URL must be") as info:
+        with Sandbox(api_key=API_KEY, port=port, webhook_url=url):
+            pytest.fail("the sandbox started")  # pragma: no cover
+    message = str(info.value)
+    assert "s3cret" not in message
+    assert "webhook URL must be http(s)://host[:port]/path" in message
+    assert "s3cret" not in "".join(traceback.format_exception(info.value))  # nor chained
+    assert sandbox_threads() == before
+    assert_nothing_listens(port)
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_configure_webhook_with_a_bad_url_changes_nothing(hooked_sandbox, receiver, url):
+    with pytest.raises(ValueError, match=r"webhook URL must be") as info:
+        hooked_sandbox.configure_webhook(url)
+    assert "s3cret" not in str(info.value)
+    assert hooked_sandbox.webhook_url == receiver.url
+    hooked_sandbox.wait_idle()
+    assert len(receiver.received) == 1  # no new ping
+
+
+def test_inspection_api_rejects_a_bad_url_without_echoing_it(hooked_sandbox, receiver):
+    root = hooked_sandbox.url.replace("/v1", "/_sandbox")
+    response = requests.post(f"{root}/webhook", json={"url": BAD_URLS[0]}, timeout=5)
+    assert response.status_code == 400
+    assert "s3cret" not in response.text
+    assert hooked_sandbox.webhook_url == receiver.url
+
+
+def test_failed_start_stops_what_it_started(monkeypatch):
+    before = sandbox_threads()
+    sb = Sandbox(api_key=API_KEY, port=free_port())
+
+    def broken() -> None:
+        raise RuntimeError("no thread for you")
+
+    monkeypatch.setattr(sb._sender, "start", broken)
+    with pytest.raises(RuntimeError):
+        sb.start()
+    assert sandbox_threads() == before
+    assert_nothing_listens(sb.port)

@@ -111,8 +111,9 @@ ENDPOINTS: dict[str, dict[str, Handler]] = {
 
 def _webhook_state(sb: Sandbox) -> dict[str, Any]:
     return {
-        "url": sb.webhook_url,
-        "signing_secret": sb.webhook_signing_secret,
+        # The URL's password and the signing secret are the application's real webhook
+        # credentials, and this API has no auth: show neither.
+        "url": sb._sender.redacted_url,
         "attempts": [
             {
                 "webhook_id": webhook_id,

@@ -27,7 +27,7 @@ from .state import (
     SandboxMessage,
 )
 from .validation import SenderPolicy
-from .webhooks import WebhookSender
+from .webhooks import WebhookSender, make_target
 
 DEFAULT_RETRY_DELAYS = (1, 5, 30, 120)
 
@@ -59,8 +59,9 @@ class Sandbox:
         self.port = port
         self.verbose = verbose
         self.keep_requests = keep_requests
+        # Validated here, before start() binds a port or starts a thread.
+        self._initial_webhook = make_target(webhook_url)
         self.webhook_signing_secret = webhook_signing_secret or generate_secret()
-        self._initial_webhook_url = webhook_url
         self._rng = random.Random(seed)
         self.faults = Faults(seed)
         self.requests: list[RequestRecord] = []
@@ -95,18 +96,23 @@ class Sandbox:
         self._server = SandboxHTTPServer(
             (self.host, self.port), SandboxAPI(self), verbose=self.verbose
         )
-        self.port = self._server.server_address[1]
-        self._processor.start()
-        self._sender.start()
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.02},
-            name="cloudmails-sandbox-server",
-            daemon=True,
-        )
-        self._thread.start()
-        if self._initial_webhook_url:
-            self._sender.configure(self._initial_webhook_url)
+        try:
+            self.port = self._server.server_address[1]
+            self._processor.start()
+            self._sender.start()
+            thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.02},
+                name="cloudmails-sandbox-server",
+                daemon=True,
+            )
+            thread.start()
+            self._thread = thread  # set only once started: stop() waits for it
+            if self._initial_webhook is not None:
+                self._sender.configure(self._initial_webhook)
+        except BaseException:
+            self.stop()  # leave no thread running and no port bound
+            raise
         return self
 
     def stop(self) -> None:
@@ -114,12 +120,13 @@ class Sandbox:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
+        thread, self._thread = self._thread, None
+        if thread is not None:  # shutdown() would wait forever for a loop never started
+            server.shutdown()
         server.close_all()
         server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        if thread is not None:
+            thread.join()
         self._processor.stop()
         self._sender.stop()
         self._activity.clear()
@@ -192,8 +199,12 @@ class Sandbox:
         self._sender.clear()
 
     def configure_webhook(self, url: str | None) -> None:
-        """Point webhooks at ``url`` (None: stop sending); a URL gets the test ping."""
-        self._sender.configure(url)
+        """Point webhooks at ``url`` (None: stop sending); a URL gets the test ping.
+
+        A bad URL raises ValueError (without quoting the URL) and changes nothing.
+        """
+        target = make_target(url)
+        self._sender.configure(target)
 
     def emit(self, message_id: str, event: str, **extra: Any) -> dict[str, Any]:
         """Queue a webhook ``event`` for a message by hand; its status stays as is."""

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django_cloudmails.signing import sign
 
@@ -45,17 +45,44 @@ def encode(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+URL_SHAPE = "webhook URL must be http(s)://host[:port]/path"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its userinfo replaced by ``***`` (the rest intact)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    username = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{username}:***@{hostport}"))
+
+
 class _Target:
-    """Where webhooks go: connection details and Basic auth parsed from the URL."""
+    """Where webhooks go: connection details and Basic auth parsed from the URL.
+
+    Error messages never quote the URL: its userinfo is the receiver's password.
+    """
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"Not an http(s) webhook URL: {url!r}")
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            # urlsplit's own messages can quote the netloc, password included.
+            raise ValueError(f"{URL_SHAPE} (it could not be parsed)") from None
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"{URL_SHAPE} (the scheme is not http or https)")
+        if not parts.hostname:
+            raise ValueError(f"{URL_SHAPE} (it has no host)")
         self.url = url
+        self.redacted = redact_url(url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname
-        self.port = parts.port or (443 if self.https else 80)
+        self.port = port or (443 if self.https else 80)
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.authorization: str | None = None
         if parts.username is not None:
@@ -66,6 +93,13 @@ class _Target:
         if self.https:
             return http.client.HTTPSConnection(self.host, self.port, timeout=timeout)
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+
+def make_target(url: str | _Target | None) -> _Target | None:
+    """Validate ``url`` into a target (None and "" mean no webhooks); ValueError if bad."""
+    if isinstance(url, _Target):
+        return url
+    return _Target(url) if url else None
 
 
 class WebhookSender(Worker):
@@ -111,9 +145,17 @@ class WebhookSender(Worker):
         super().stop()
         self._close()
 
-    def configure(self, url: str | None) -> None:
-        """Set (or with None, unset) the URL; a new URL gets the test ping first."""
-        target = _Target(url) if url else None
+    @property
+    def redacted_url(self) -> str | None:
+        """The URL with its password replaced by ``***``, safe to show."""
+        return self._target.redacted if self._target else None
+
+    def configure(self, url: str | _Target | None) -> None:
+        """Set (or with None, unset) the URL; a new URL gets the test ping first.
+
+        A bad URL raises ValueError before anything changes.
+        """
+        target = make_target(url)
         with self._cond:
             self._target = target
             if target is not None:

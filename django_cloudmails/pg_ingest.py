@@ -11,6 +11,9 @@ exactly as :func:`recording.update_values` builds its ORM expressions, and the t
 the same permutations through both paths. Profiling note: per event this costs about
 70 µs of Python and 400 µs of PostgreSQL CPU (two durable writes), against 130 µs of
 Python and 4 round trips more for the ORM path.
+
+Both functions take the database alias (``using``); None asks the router where
+DeliveryEvent is written, as :mod:`~.recording` does.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connections, router
 from django.db.models import Field
 
 from . import lifecycle
@@ -41,7 +44,11 @@ class Inserted:
 
 
 def _q(name: str) -> str:
-    return connection.ops.quote_name(name)
+    """``name`` quoted as PostgreSQL's ``quote_name`` does; the statement is cached per
+    event type, so it must not depend on whichever connection builds it first."""
+    if name.startswith('"') and name.endswith('"'):
+        return name
+    return f'"{name}"'
 
 
 def _column(model: type[Delivery | DeliveryEvent | Suppression], name: str) -> str:
@@ -132,9 +139,14 @@ def statement(event: str, suppress: bool) -> str:
     return sql + " SELECT id, delivery_id, (SELECT message_id FROM target) FROM inserted"  # noqa: S608
 
 
-def available() -> bool:
-    """Whether the default database is PostgreSQL through psycopg 3 (not psycopg2)."""
-    if connection.vendor != "postgresql":
+def _alias(using: str | None) -> str:
+    return router.db_for_write(DeliveryEvent) if using is None else using
+
+
+def available(using: str | None = None) -> bool:
+    """Whether the database ``using`` (None: where the router writes DeliveryEvent) is
+    PostgreSQL through psycopg 3 (not psycopg2)."""
+    if connections[_alias(using)].vendor != "postgresql":
         return False
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
@@ -155,11 +167,15 @@ def _server_cursor(raw: Any) -> Any:
 
 
 def insert(
-    parsed: ParsedEvent, now: datetime, suppression: tuple[str, str] | None
+    parsed: ParsedEvent,
+    now: datetime,
+    suppression: tuple[str, str] | None,
+    using: str | None = None,
 ) -> Inserted | None:
     """Record ``parsed`` in one statement; None when it was already stored.
 
-    ``suppression`` is ``(normalized address, reason)`` when the event adds one.
+    ``suppression`` is ``(normalized address, reason)`` when the event adds one;
+    ``using`` is the database alias (None: where the router writes DeliveryEvent).
     """
     params = {
         "message_id": parsed.message_id,
@@ -177,6 +193,7 @@ def insert(
         "reason": suppression[1] if suppression else None,
     }
     sql = statement(parsed.event, suppression is not None)
+    connection = connections[_alias(using)]
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors, _server_cursor(connection.connection) as cursor:

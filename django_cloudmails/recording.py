@@ -16,6 +16,12 @@ and no orphan is left behind; SQLite serialises writers anyway.
 
 Signals go out after commit, once per new event, through ``send_robust``: a receiver
 that raises is logged and changes nothing that was recorded.
+
+Database routers are honoured: each recording call asks ``router.db_for_write`` for
+:class:`~.models.DeliveryEvent` once and runs everything (the transaction, the
+advisory lock, the PostgreSQL statement, the ORM queries, ``on_commit``) on that alias.
+Delivery, DeliveryEvent and Suppression reference one another, so they must be routed to
+the same database.
 """
 
 from __future__ import annotations
@@ -26,15 +32,15 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Case, DateTimeField, F, Field, Q, Value, When
 from django.dispatch import Signal
 from django.utils import timezone
 
 from . import lifecycle, pg_ingest, signals
 from .conf import app_settings
-from .models import Delivery, DeliveryEvent
-from .suppression import normalize_address, suppress
+from .models import Delivery, DeliveryEvent, Suppression
+from .suppression import normalize_address
 from .webhooks import MAX_RECIPIENT_LENGTH, ParsedEvent
 
 logger = logging.getLogger(__name__)
@@ -62,6 +68,11 @@ class RecordResult:
 
     received: int
     new: int
+
+
+def _db() -> str:
+    """The database alias webhook events are written to."""
+    return router.db_for_write(DeliveryEvent)
 
 
 # Applying effects.
@@ -115,21 +126,28 @@ def update_values(effect: lifecycle.Effect, at: datetime) -> dict[str, object]:
     return values
 
 
-def apply_to_delivery(delivery_id: uuid.UUID, effect: lifecycle.Effect, at: datetime) -> int:
-    """Apply one distinct event to a Delivery with one UPDATE; returns rows changed."""
-    return int(Delivery.objects.filter(pk=delivery_id).update(**update_values(effect, at)))
+def apply_to_delivery(
+    delivery_id: uuid.UUID, effect: lifecycle.Effect, at: datetime, using: str | None = None
+) -> int:
+    """Apply one distinct event to a Delivery with one UPDATE; returns rows changed.
+
+    ``using`` is the database alias; None asks the router.
+    """
+    rows = Delivery.objects.using(using).filter(pk=delivery_id)
+    return int(rows.update(**update_values(effect, at)))
 
 
 # Matching and locking.
 
 
-def _lock_message_ids(message_ids: Iterable[str]) -> None:
+def _lock_message_ids(message_ids: Iterable[str], using: str) -> None:
     """Take PostgreSQL advisory locks for ``message_ids`` until the transaction ends.
 
     Serialises "store an orphan" with "link orphans of this message id". Other databases
     serialise writers anyway (SQLite) or get no lock.
     """
     ids = sorted(set(message_ids))
+    connection = connections[using]
     if not ids or connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
@@ -141,24 +159,25 @@ def _lock_message_ids(message_ids: Iterable[str]) -> None:
         )
 
 
-def _match(parsed: ParsedEvent) -> tuple[uuid.UUID, str | None] | None:
+def _match(parsed: ParsedEvent, using: str) -> tuple[uuid.UUID, str | None] | None:
     """The (id, message_id) of the Delivery ``parsed`` belongs to, message_id first."""
     condition = Q(message_id=parsed.message_id)
     if parsed.delivery_ref is not None:
         condition |= Q(pk=parsed.delivery_ref)
-    rows = list(Delivery.objects.filter(condition).values_list("pk", "message_id")[:2])
+    matching = Delivery.objects.using(using).filter(condition)
+    rows = list(matching.values_list("pk", "message_id")[:2])
     for pk, message_id in rows:
         if message_id == parsed.message_id:
             return pk, message_id
     return rows[0] if rows else None
 
 
-def _learn_message_id(delivery_id: uuid.UUID, message_id: str) -> None:
+def _learn_message_id(delivery_id: uuid.UUID, message_id: str, using: str) -> None:
     """Store the event's message id on a row matched by its Delivery id that lacks one
     (the send response was lost); a conflict with another row leaves it unset."""
     try:
-        with transaction.atomic():
-            Delivery.objects.filter(pk=delivery_id, message_id__isnull=True).update(
+        with transaction.atomic(using=using):
+            Delivery.objects.using(using).filter(pk=delivery_id, message_id__isnull=True).update(
                 message_id=message_id
             )
     except IntegrityError:
@@ -202,104 +221,130 @@ def event_row(parsed: ParsedEvent, **fields: object) -> DeliveryEvent:
     )
 
 
-def _record_one(parsed: ParsedEvent) -> DeliveryEvent:
-    target = _match(parsed)
+def _suppress(address: str, reason: str, event: DeliveryEvent, using: str) -> None:
+    """Add the already normalized ``address`` unless it is listed (first reason wins)."""
+    Suppression.objects.using(using).get_or_create(
+        address=address, defaults={"reason": reason, "source_event": event}
+    )
+
+
+def _record_one(parsed: ParsedEvent, using: str) -> DeliveryEvent:
+    target = _match(parsed, using)
     if target is None:
-        _lock_message_ids([parsed.message_id])
-        target = _match(parsed)
+        _lock_message_ids([parsed.message_id], using)
+        target = _match(parsed, using)
     event = event_row(parsed, delivery_id=target[0] if target else None)
-    event.save(force_insert=True)
+    event.save(using=using, force_insert=True)
     if target is not None:
         if target[1] is None:
-            _learn_message_id(target[0], parsed.message_id)
-        apply_to_delivery(target[0], effect_for(parsed), parsed.occurred_at)
+            _learn_message_id(target[0], parsed.message_id, using)
+        apply_to_delivery(target[0], effect_for(parsed), parsed.occurred_at, using)
     suppression = suppression_for(parsed)
     if suppression:
-        suppress(suppression[0], suppression[1], event)
-    transaction.on_commit(lambda: send_signals(event))
+        _suppress(suppression[0], suppression[1], event, using)
+    transaction.on_commit(lambda: send_signals(event, using), using=using)
     return event
 
 
-def record_event(parsed: ParsedEvent) -> DeliveryEvent | None:
-    """Store and apply one event atomically; None when it is a duplicate."""
-    if SINGLE_STATEMENT and pg_ingest.available():
-        return _record_single_statement(parsed)
+def record_event(parsed: ParsedEvent, *, using: str | None = None) -> DeliveryEvent | None:
+    """Store and apply one event atomically; None when it is a duplicate.
+
+    ``using`` is the database alias; None asks the router where DeliveryEvent is written.
+    """
+    if using is None:
+        using = _db()
+    if SINGLE_STATEMENT and pg_ingest.available(using):
+        return _record_single_statement(parsed, using)
     try:
-        with transaction.atomic():
-            return _record_one(parsed)
+        with transaction.atomic(using=using):
+            return _record_one(parsed, using)
     except IntegrityError:
-        if DeliveryEvent.objects.filter(dedupe_key=parsed.dedupe_key).exists():
+        if DeliveryEvent.objects.using(using).filter(dedupe_key=parsed.dedupe_key).exists():
             return None
         raise
 
 
-def _record_single_statement(parsed: ParsedEvent) -> DeliveryEvent | None:
+def _record_single_statement(parsed: ParsedEvent, using: str) -> DeliveryEvent | None:
     now = timezone.now()
-    inserted = pg_ingest.insert(parsed, now, suppression_for(parsed))
+    inserted = pg_ingest.insert(parsed, now, suppression_for(parsed), using=using)
     if inserted is None:
         return None
     event = event_row(
         parsed, delivery_id=inserted.delivery_id, id=inserted.event_id, received_at=now
     )
+    event._state.adding = False
+    event._state.db = using
     if inserted.delivery_id is None:
-        _relink_orphan(event)
+        _relink_orphan(event, using)
     elif inserted.delivery_message_id is None:
-        _learn_message_id(inserted.delivery_id, parsed.message_id)
-    transaction.on_commit(lambda: send_signals(event))
+        _learn_message_id(inserted.delivery_id, parsed.message_id, using)
+    transaction.on_commit(lambda: send_signals(event, using), using=using)
     return event
 
 
-def _relink_orphan(event: DeliveryEvent) -> None:
+def _relink_orphan(event: DeliveryEvent, using: str) -> None:
     """Link an orphan just committed if its row learned the message id meanwhile.
 
     Under the same advisory lock as :func:`apply_orphan_events`: whichever of the two
     runs second sees the other's committed write, so the orphan is never left behind.
     """
-    with transaction.atomic():
-        _lock_message_ids([event.message_id])
+    with transaction.atomic(using=using):
+        _lock_message_ids([event.message_id], using)
         owner = (
-            Delivery.objects.filter(message_id=event.message_id)
+            Delivery.objects.using(using)
+            .filter(message_id=event.message_id)
             .values_list("pk", flat=True)
             .first()
         )
-        if owner is not None and _link(event, owner):
+        if owner is not None and _link(event, owner, using):
             event.delivery_id = owner
 
 
-def _link(event: DeliveryEvent, owner: uuid.UUID) -> bool:
+def _link(event: DeliveryEvent, owner: uuid.UUID, using: str) -> bool:
     """Link an orphan and apply it; only the caller that links it applies it."""
-    if DeliveryEvent.objects.filter(pk=event.pk, delivery__isnull=True).update(delivery_id=owner):
-        apply_to_delivery(owner, effect_for(event), event.occurred_at)
+    orphan = DeliveryEvent.objects.using(using).filter(pk=event.pk, delivery__isnull=True)
+    if orphan.update(delivery_id=owner):
+        apply_to_delivery(owner, effect_for(event), event.occurred_at, using)
         return True
     return False
 
 
 def record_events(events: Sequence[ParsedEvent]) -> RecordResult:
     """Record every event of one request; a database error propagates (5xx, retried)."""
-    new = sum(record_event(parsed) is not None for parsed in events)
+    using = _db()
+    new = sum(record_event(parsed, using=using) is not None for parsed in events)
     return RecordResult(received=len(events), new=new)
 
 
-def apply_orphan_events(message_ids: Collection[str]) -> int:
+def apply_orphan_events(message_ids: Collection[str], *, using: str | None = None) -> int:
     """Link and apply stored events that arrived before their Delivery knew its
-    message id. Called by the outbox after it stores message ids. Returns how many."""
+    message id. Called by the outbox after it stores message ids. Returns how many.
+
+    ``using`` is the database alias; None asks the router where DeliveryEvent is written.
+    """
+    if using is None:
+        using = _db()
     wanted = sorted({message_id for message_id in message_ids if message_id})
     linked = 0
     for start in range(0, len(wanted), _CHUNK):
-        linked += _apply_orphans(wanted[start : start + _CHUNK])
+        linked += _apply_orphans(wanted[start : start + _CHUNK], using)
     return linked
 
 
-def _apply_orphans(message_ids: list[str]) -> int:
-    with transaction.atomic():
-        _lock_message_ids(message_ids)
+def _apply_orphans(message_ids: list[str], using: str) -> int:
+    with transaction.atomic(using=using):
+        _lock_message_ids(message_ids, using)
         owners = dict(
-            Delivery.objects.filter(message_id__in=message_ids).values_list("message_id", "pk")
+            Delivery.objects.using(using)
+            .filter(message_id__in=message_ids)
+            .values_list("message_id", "pk")
         )
         if not owners:
             return 0
-        orphans = DeliveryEvent.objects.filter(delivery__isnull=True).filter(
-            Q(message_id__in=owners) | Q(delivery_ref__in=owners.values())
+        orphans = (
+            DeliveryEvent.objects.using(using)
+            .filter(delivery__isnull=True)
+            .filter(Q(message_id__in=owners) | Q(delivery_ref__in=owners.values()))
         )
         by_pk = set(owners.values())
         linked = 0
@@ -309,22 +354,28 @@ def _apply_orphans(message_ids: list[str]) -> int:
                 owner = event.delivery_ref
             if owner is None:
                 continue
-            linked += _link(event, owner)
+            linked += _link(event, owner, using)
         return linked
 
 
 # Signals.
 
 
-def send_signals(event: DeliveryEvent) -> None:
-    """Send ``email_event`` and the event's own signal; log receivers that raise."""
+def send_signals(event: DeliveryEvent, using: str | None = None) -> None:
+    """Send ``email_event`` and the event's own signal; log receivers that raise.
+
+    The Delivery is read from ``using``, the database the event was written to (None
+    asks the router), so receivers see the row the event just updated.
+    """
     specific = EVENT_SIGNALS[event.event]
     wanted = [signal for signal in (signals.email_event, specific) if signal.has_listeners()]
     if not wanted:
         return
     try:
         delivery = (
-            Delivery.objects.filter(pk=event.delivery_id).first() if event.delivery_id else None
+            Delivery.objects.using(using).filter(pk=event.delivery_id).first()
+            if event.delivery_id
+            else None
         )
         for signal in wanted:
             responses = signal.send_robust(sender=Delivery, delivery=delivery, event=event)

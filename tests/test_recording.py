@@ -279,8 +279,8 @@ def test_orphan_whose_row_learns_its_id_meanwhile_is_linked_by_its_request(
     if recording_path == "single-statement":
         insert = pg_ingest.insert
 
-        def insert_then_outbox(*args: Any) -> Any:
-            inserted = insert(*args)
+        def insert_then_outbox(*args: Any, **kwargs: Any) -> Any:
+            inserted = insert(*args, **kwargs)
             # The outbox ran while this statement did: its orphan search saw nothing yet.
             Delivery.objects.filter(pk=delivery.pk).update(message_id="msg_1")
             return inserted
@@ -290,12 +290,12 @@ def test_orphan_whose_row_learns_its_id_meanwhile_is_linked_by_its_request(
         match = recording._match
         calls: list[int] = []
 
-        def match_then_outbox(event: ParsedEvent) -> Any:
+        def match_then_outbox(event: ParsedEvent, using: str) -> Any:
             calls.append(1)
             if len(calls) == 1:
                 outbox_stores_the_id()
                 return None
-            return match(event)
+            return match(event, using)
 
         monkeypatch.setattr(recording, "_match", match_then_outbox)
     record_event(parsed("opened"))
@@ -468,6 +468,8 @@ def test_single_statement_path_needs_psycopg3(monkeypatch: pytest.MonkeyPatch) -
         from django.db.backends.postgresql import psycopg_any
 
         assert pg_ingest.available() is bool(psycopg_any.is_psycopg3)
+        assert pg_ingest.available("default") is bool(psycopg_any.is_psycopg3)
         monkeypatch.setattr(psycopg_any, "is_psycopg3", False)
 
     assert pg_ingest.available() is False
+    assert pg_ingest.available("default") is False

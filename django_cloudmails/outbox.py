@@ -289,9 +289,11 @@ def mark_sent(
         if connections[using].in_atomic_block:
             # Events that came while the rows were invisible are stored as orphans
             # until the caller's transaction commits; link them then.
-            transaction.on_commit(lambda: recording.apply_orphan_events(message_ids), using=using)
+            transaction.on_commit(
+                lambda: recording.apply_orphan_events(message_ids, using=using), using=using
+            )
         else:
-            recording.apply_orphan_events(message_ids)
+            recording.apply_orphan_events(message_ids, using=using)
 
 
 def mark_failed(rows: Iterable[Delivery], *, code: str, error: str, attempts: int) -> None:

@@ -148,7 +148,9 @@ def test_mark_sent_updates_the_rows_in_memory() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_mark_sent_links_orphans_at_once_in_autocommit(monkeypatch: Any) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(recording, "apply_orphan_events", lambda ids: calls.append(list(ids)))
+    monkeypatch.setattr(
+        recording, "apply_orphan_events", lambda ids, using=None: calls.append(list(ids))
+    )
     (row,) = queued()
 
     outbox.mark_sent([(row, "msg_a")], attempts=1)
@@ -159,7 +161,9 @@ def test_mark_sent_links_orphans_at_once_in_autocommit(monkeypatch: Any) -> None
 @pytest.mark.django_db(transaction=True)
 def test_mark_sent_links_orphans_after_the_callers_transaction_commits(monkeypatch: Any) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(recording, "apply_orphan_events", lambda ids: calls.append(list(ids)))
+    monkeypatch.setattr(
+        recording, "apply_orphan_events", lambda ids, using=None: calls.append(list(ids))
+    )
 
     with transaction.atomic():
         (row,) = queued()

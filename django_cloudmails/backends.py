@@ -17,7 +17,6 @@ next chunk is on the wire; the database is only ever used from the calling threa
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter
@@ -168,6 +167,8 @@ class EmailBackend(BaseEmailBackend):
         opened = self.open() if pending else False
         errors: list[CloudMailsError] = []
         try:
+            chunks = _chunks(pending, self.settings.batch_size)
+            outbox.assign_idempotency_keys(chunks, batch=len(pending) > 1)
             # Rows committed before the call cannot have orphaned events (see outbox).
             self._link_orphans = not outbox.insert(rows)
             for email, group in zip(emails, rows_by_email, strict=True):
@@ -175,7 +176,7 @@ class EmailBackend(BaseEmailBackend):
             if len(pending) == 1:
                 self._send_one(pending[0], errors)
             elif pending:
-                self._send_batches(pending, errors)
+                self._send_batches(chunks, errors)
         finally:
             if opened:
                 self.close()
@@ -203,9 +204,7 @@ class EmailBackend(BaseEmailBackend):
     def _send_one(self, row: Delivery, errors: list[CloudMailsError]) -> None:
         assert self.client is not None
         try:
-            result = self.client.send(
-                outbox.payload_json(row), idempotency_key=outbox.idempotency_key(row)
-            )
+            result = self.client.send(outbox.payload_json(row), idempotency_key=row.idempotency_key)
         except CloudMailsError as error:
             _record_error([row], error)
             errors.append(error)
@@ -214,7 +213,7 @@ class EmailBackend(BaseEmailBackend):
             [(row, result.message_id)], attempts=result.attempts, link_orphans=self._link_orphans
         )
 
-    def _send_batches(self, rows: list[Delivery], errors: list[CloudMailsError]) -> None:
+    def _send_batches(self, chunks: list[list[Delivery]], errors: list[CloudMailsError]) -> None:
         """One request per chunk; each chunk's outcome is stored while the next is sent.
 
         The requests run in one worker thread (the client needs nothing from Django);
@@ -225,7 +224,6 @@ class EmailBackend(BaseEmailBackend):
         """
         client = self.client
         assert client is not None
-        chunks = _chunks(rows, self.settings.batch_size)
         if len(chunks) == 1:  # nothing to overlap: no thread
             self._store_batch(chunks[0], _post_batch(client, chunks[0]), errors)
             return
@@ -282,7 +280,7 @@ def _post_batch(client: CloudMailsClient, chunk: list[Delivery]) -> BatchResult 
     """Send one chunk; the API's refusal is returned, not raised (this runs in a thread)."""
     try:
         return client.send_batch(
-            [outbox.payload_json(row) for row in chunk], idempotency_key=_batch_key(chunk)
+            [outbox.payload_json(row) for row in chunk], idempotency_key=chunk[0].idempotency_key
         )
     except CloudMailsError as error:
         return error
@@ -319,9 +317,3 @@ def _chunks(rows: list[Delivery], size: int) -> list[list[Delivery]]:
         if current:
             chunks.append(current)
     return chunks
-
-
-def _batch_key(chunk: list[Delivery]) -> str:
-    """The Idempotency-Key of a batch: the same rows in the same order, the same key."""
-    digest = hashlib.sha256("".join(row.id.hex for row in chunk).encode()).hexdigest()
-    return f"cloudmails-batch-{digest[:40]}"

@@ -46,6 +46,10 @@ class Delivery(models.Model):
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     tags = models.JSONField(_("tags"), default=list, blank=True)
 
+    #: The Idempotency-Key of the request the row goes out in, set before it is written:
+    #: a row left ``queued`` by a lost answer is resent safely under the same key (the
+    #: rows of one batch request share it and go together).
+    idempotency_key = models.CharField(_("idempotency key"), max_length=64, blank=True)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     error_code = models.CharField(_("error code"), max_length=32, blank=True)
     last_error = models.TextField(_("last error"), blank=True)

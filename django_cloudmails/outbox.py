@@ -23,6 +23,7 @@ per row and costs ~165 us a row.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -60,9 +61,21 @@ ERROR_TIMEOUT = "timeout"
 _PAYLOAD_JSON = "_cloudmails_payload_json"
 
 
-def idempotency_key(delivery: Delivery) -> str:
-    """The Idempotency-Key of a single send, stable across retries of the row."""
-    return f"cloudmails-{delivery.id}"
+def assign_idempotency_keys(requests: Sequence[Sequence[Delivery]], *, batch: bool) -> None:
+    """Give each row the Idempotency-Key of the request it will go out in.
+
+    Called before the rows are written, so the key is stored with them. A single send is
+    keyed by its row's id; a batch request by the ids of its rows, in order.
+    """
+    for rows in requests:
+        if batch:
+            digest = hashlib.sha256("".join(row.id.hex for row in rows).encode()).hexdigest()
+            key = f"cloudmails-batch-{digest[:40]}"
+        else:
+            (row,) = rows
+            key = f"cloudmails-{row.id}"
+        for row in rows:
+            row.idempotency_key = key
 
 
 def new_delivery(api_message: ApiMessage, *, alias: str) -> Delivery:

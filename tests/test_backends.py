@@ -788,3 +788,40 @@ def test_every_backend_option_maps_to_a_setting() -> None:
     options = {name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
 
     assert options - {"alias"} == set(OPTION_KEYS)
+
+
+def test_rows_are_written_with_the_key_of_the_request_they_go_out_in(sandbox: Any) -> None:
+    mail.send_mass_mail([("Hi", "Body", None, [f"u{i}@example.com"]) for i in range(3)])
+    mail.send_mail("Hi", "Body", None, ["solo@example.com"])
+
+    batch_keys = set(
+        Delivery.objects.exclude(to_email="solo@example.com").values_list(
+            "idempotency_key", flat=True
+        )
+    )
+    (batch_request,) = api_requests(sandbox, "/v1/send/batch")
+    assert batch_keys == {header(batch_request, "idempotency-key")}
+    solo = Delivery.objects.get(to_email="solo@example.com")
+    assert solo.idempotency_key == f"cloudmails-{solo.id}"
+
+
+def test_a_batch_whose_answer_was_lost_is_resent_under_its_stored_key_without_duplicates(
+    sandbox: Any,
+) -> None:
+    sandbox.faults.lose_next(1)
+    messages = [EmailMessage("Hi", "Body", None, [f"u{i}@example.com"]) for i in range(2)]
+    backend = EmailBackend(fail_silently=True, retry_attempts=1)
+
+    assert backend.send_messages(messages) == 0
+    rows = list(Delivery.objects.order_by("to_email"))
+    assert {row.status for row in rows} == {"queued"}
+    assert len({row.idempotency_key for row in rows}) == 1
+
+    with CloudMailsClient("test-key", api_url=sandbox.url) as client:
+        result = client.send_batch(
+            [row.payload for row in rows], idempotency_key=rows[0].idempotency_key
+        )
+    sandbox.wait_idle()
+
+    assert len(sandbox.messages) == 2
+    assert {item.message_id for item in result.items} == {m.message_id for m in sandbox.messages}

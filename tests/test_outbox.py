@@ -34,7 +34,27 @@ def test_new_delivery_carries_its_id_in_custom_args() -> None:
     stored = Delivery.objects.get()
     assert stored.payload["custom_args"][DELIVERY_ID_ARG] == str(row.id)
     assert stored.status == "queued"
-    assert outbox.idempotency_key(row) == f"cloudmails-{row.id}"
+
+
+def test_a_single_send_is_keyed_by_its_row_id() -> None:
+    (row,) = queued()
+
+    outbox.assign_idempotency_keys([[row]], batch=False)
+
+    assert row.idempotency_key == f"cloudmails-{row.id}"
+
+
+def test_the_rows_of_a_batch_request_share_a_key_of_their_ids() -> None:
+    first, second, third = queued(3)
+
+    outbox.assign_idempotency_keys([[first, second], [third]], batch=True)
+
+    assert first.idempotency_key == second.idempotency_key
+    assert first.idempotency_key.startswith("cloudmails-batch-")
+    assert third.idempotency_key not in (first.idempotency_key, f"cloudmails-{third.id}")
+    again = Delivery(id=first.id), Delivery(id=second.id)
+    outbox.assign_idempotency_keys([list(again)], batch=True)
+    assert again[0].idempotency_key == first.idempotency_key
 
 
 def test_insert_writes_every_field_like_the_orm() -> None:

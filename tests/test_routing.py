@@ -72,6 +72,8 @@ def router(transactional_db: None, settings: Any, recording_path: str) -> Iterat
         yield app_router
     finally:
         other.close()
+        if other.connection is not None:  # close() keeps an in-memory SQLite database open
+            other.connection.close()
         del connections["other"]
 
 

@@ -11,7 +11,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from .models import Delivery, DeliveryEvent, Suppression
@@ -28,14 +28,8 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class DeliveryEventInline(ReadOnlyAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
-    model = DeliveryEvent
-    fields = ("event", "occurred_at", "recipient", "received_at", "dedupe_key")
-    readonly_fields = fields
-    ordering = ("occurred_at",)
-    extra = 0
-    can_delete = False
-    show_change_link = True
+#: Events shown on a delivery's page; the rest are one click away.
+RECENT_EVENTS = 20
 
 
 class AliasFilter(admin.SimpleListFilter):
@@ -62,7 +56,28 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-
     ordering = ("-created_at",)
     # No date_hierarchy and no full count: both scan the whole table on every page.
     show_full_result_count = False
-    inlines = (DeliveryEventInline,)
+    readonly_fields = ("recent_events",)
+
+    @admin.display(description=_("events"))
+    def recent_events(self, obj: Delivery) -> str:
+        """The newest events and a link to all of them: a message opened thousands of
+        times would make an inline of every event too heavy a page."""
+        events = list(obj.events.order_by("-occurred_at", "-pk")[:RECENT_EVENTS])
+        if not events:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((e.get_event_display(), e.occurred_at, e.recipient) for e in events),
+        )
+        url = reverse("admin:cloudmails_deliveryevent_changelist")
+        return format_html(
+            '<table>{}</table><p><a href="{}?delivery__id__exact={}">{}</a></p>',
+            rows,
+            url,
+            obj.pk,
+            _("All events of this delivery"),
+        )
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str

@@ -63,8 +63,35 @@ def test_delivery_detail_renders_read_only_with_its_events(
 ) -> None:
     response = admin_client.get(reverse("admin:cloudmails_delivery_change", args=[delivery.pk]))
     assert response.status_code == 200
-    assert b"evt_1" in response.content
+    assert b"<td>opened</td>" in response.content
     assert b'name="_save"' not in response.content
+
+
+def test_delivery_page_shows_only_the_newest_events_and_links_to_all(
+    admin_client: Client, delivery: Delivery
+) -> None:
+    DeliveryEvent.objects.bulk_create(
+        DeliveryEvent(
+            delivery=delivery,
+            dedupe_key=f"evt_click_{i}",
+            event="clicked",
+            message_id="msg_1",
+            recipient=f"reader{i:02}@example.com",
+            occurred_at=datetime(2026, 5, 20, 9, i, tzinfo=timezone.utc),
+        )
+        for i in range(30)
+    )
+
+    page = admin_client.get(reverse("admin:cloudmails_delivery_change", args=[delivery.pk]))
+    assert page.content.count(b"<td>clicked</td>") == 20
+    assert b"reader29@example.com" in page.content
+    assert b"reader09@example.com" not in page.content
+    link = f"?delivery__id__exact={delivery.pk}"
+    assert link.encode() in page.content
+
+    listing = admin_client.get(reverse("admin:cloudmails_deliveryevent_changelist") + link)
+    assert listing.status_code == 200
+    assert b"reader09@example.com" in listing.content
 
 
 def test_delivery_cannot_be_changed_by_post(admin_client: Client, delivery: Delivery) -> None:

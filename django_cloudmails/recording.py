@@ -39,8 +39,8 @@ from django.utils import timezone
 
 from . import lifecycle, pg_ingest, signals
 from .conf import app_settings
-from .models import Delivery, DeliveryEvent, Suppression
-from .suppression import normalize_address
+from .models import Delivery, DeliveryEvent
+from .suppression import normalize_address, suppress
 from .webhooks import MAX_RECIPIENT_LENGTH, ParsedEvent
 
 logger = logging.getLogger(__name__)
@@ -221,13 +221,6 @@ def event_row(parsed: ParsedEvent, **fields: object) -> DeliveryEvent:
     )
 
 
-def _suppress(address: str, reason: str, event: DeliveryEvent, using: str) -> None:
-    """Add the already normalized ``address`` unless it is listed (first reason wins)."""
-    Suppression.objects.using(using).get_or_create(
-        address=address, defaults={"reason": reason, "source_event": event}
-    )
-
-
 def _record_one(parsed: ParsedEvent, using: str) -> DeliveryEvent:
     target = _match(parsed, using)
     if target is None:
@@ -241,7 +234,7 @@ def _record_one(parsed: ParsedEvent, using: str) -> DeliveryEvent:
         apply_to_delivery(target[0], effect_for(parsed), parsed.occurred_at, using)
     suppression = suppression_for(parsed)
     if suppression:
-        _suppress(suppression[0], suppression[1], event, using)
+        suppress(suppression[0], suppression[1], event, using=using)
     transaction.on_commit(lambda: send_signals(event, using), using=using)
     return event
 

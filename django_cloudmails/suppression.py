@@ -56,9 +56,12 @@ def suppressed(addresses: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def suppress(address: str, reason: str, event: DeliveryEvent | None = None) -> bool:
-    """Add ``address`` to the list; returns False when it was already there."""
-    _, created = Suppression.objects.get_or_create(
+def suppress(
+    address: str, reason: str, event: DeliveryEvent | None = None, *, using: str | None = None
+) -> bool:
+    """Add ``address`` to the list; returns False when it was already there (the first
+    reason wins). ``using`` is the database alias; None asks the router."""
+    _, created = Suppression.objects.using(using).get_or_create(
         address=normalize_address(address),
         defaults={"reason": reason, "source_event": event},
     )

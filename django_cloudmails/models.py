@@ -91,6 +91,15 @@ class Delivery(models.Model):
         return f"{self.subject!r} to {self.to_email} ({self.status})"
 
 
+def advanced_status(status: str) -> models.Case:
+    """An UPDATE value that moves a Delivery's status to ``status`` only from a status
+    below it in the lifecycle, so that a late or repeated report never moves it back."""
+    return models.Case(
+        models.When(status__in=lifecycle.statuses_below(status), then=models.Value(status)),
+        default=models.F("status"),
+    )
+
+
 class DeliveryEvent(models.Model):
     """One distinct webhook event, stored once however often it is delivered.
 

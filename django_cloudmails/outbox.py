@@ -1,8 +1,9 @@
 """The database side of sending: Delivery rows written before the API call, results after.
 
-Rows are written ``queued`` with ``bulk_create`` before any request, with their UUID made
-here, so the id can travel in ``custom_args`` and in the ``Idempotency-Key`` header: a
-crash or a lost response never loses a message, and a retry cannot send it twice.
+Rows are written ``queued`` before any request (:func:`insert`), with their UUID made
+here and the Idempotency-Key of their request stored, so the id can travel in
+``custom_args`` and the key in the header: a crash or a lost response never loses a
+message, and sending it again under its key cannot send it twice.
 
 Outcomes, and why:
 
@@ -13,7 +14,7 @@ Outcomes, and why:
   ``error_code`` (the HTTP status) and ``last_error``.
 - no answer (connection dropped, timeout, unreadable response) after every retry: the API
   may have accepted the message, so the row stays ``queued`` with ``error_code`` and
-  ``last_error`` set; sending it again with the same Idempotency-Key is safe.
+  ``last_error`` set; sending it again under its stored ``idempotency_key`` is safe.
 
 Each payload is encoded to JSON once (:func:`payload_json`): the same text is written
 to the row and sent in the request body. Message ids of a batch are stored with one
@@ -31,13 +32,13 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import F
 from django.utils import timezone
 from django.utils.encoding import force_str
 
 from . import lifecycle, recording
 from .client import RawJSON
-from .models import Delivery
+from .models import Delivery, advanced_status
 from .payloads import ApiMessage, with_delivery_id
 
 #: Rows per UPDATE statement when storing message ids.
@@ -279,14 +280,11 @@ def mark_sent(
                 connection, accepted[start : start + UPDATE_CHUNK], attempts, batch_id, now
             )
     else:
-        below = lifecycle.statuses_below(lifecycle.SENT)
         for delivery, message_id in accepted:
             Delivery.objects.using(using).filter(pk=delivery.pk).update(
                 message_id=message_id,
                 batch_id=batch_id,
-                status=Case(
-                    When(status__in=below, then=Value(lifecycle.SENT)), default=F("status")
-                ),
+                status=advanced_status(lifecycle.SENT),
                 attempts=F("attempts") + attempts,
                 sent_at=now,
                 updated_at=now,

@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from . import lifecycle, pg_ingest, signals
 from .conf import app_settings
-from .models import Delivery, DeliveryEvent
+from .models import Delivery, DeliveryEvent, advanced_status
 from .suppression import normalize_address, suppress
 from .webhooks import MAX_RECIPIENT_LENGTH, ParsedEvent
 
@@ -105,9 +105,8 @@ def update_values(effect: lifecycle.Effect, at: datetime) -> dict[str, object]:
         assert isinstance(field, Field)
         return Case(When(condition, then=value), default=F(name), output_field=field)
 
-    below = lifecycle.statuses_below(effect.status)
     values: dict[str, object] = {
-        "status": pick("status", Q(status__in=below), Value(effect.status)),
+        "status": advanced_status(effect.status),
         "updated_at": timezone.now(),
     }
     first = Q()

@@ -16,9 +16,7 @@ anymail's ``merge_metadata``: per-recipient additions to it; ``merge_data`` and
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import escape
@@ -30,6 +28,7 @@ from django.utils.encoding import force_str
 from django.utils.functional import Promise
 
 from . import merge
+from .addresses import bare_address, split_address
 from .attachments import encode_attachments
 from .exceptions import CloudMailsInvalidMessage, CloudMailsUnsupportedFeature
 from .limits import MAX_MESSAGE_BYTES
@@ -51,9 +50,6 @@ UNSUPPORTED_ATTRIBUTES = (
     "merge_headers",
 )
 
-_LOCAL_PART = re.compile(r"[^\s<>()\[\],;:@\"\\]+")
-_DOMAIN_LABEL = re.compile(r"[^\W_](?:[\w-]*[^\W_])?")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON_OVERHEAD = 256  # the "to" and custom_args added per recipient, generously
 
 
@@ -109,7 +105,7 @@ def build_api_messages(
     shared_size = _size(base, html, text, cc, bcc)
     result = []
     for position, address in enumerate(to):
-        bare = _bare(address)
+        bare = bare_address(address)
         payload = {"to": address, **base}
         if merging:
             values = merge.recipient_values(message, address, bare)
@@ -251,39 +247,11 @@ def _scalars(values: Any, name: str) -> dict[str, Any]:
 def _address(value: Any, field: str) -> str:
     """``value`` as a string, checked the way the API checks addresses."""
     text = force_str(value).strip()
-    if _split(text) is None:
+    if split_address(text) is None:
         raise CloudMailsInvalidMessage(
             f"{field}: {text!r} is not a valid email address.", field=field
         )
     return text
-
-
-@functools.lru_cache(maxsize=4096)  # a batch checks one sender, and each "to" twice
-def _split(value: str) -> tuple[str, str] | None:  # noqa: PLR0911 - one rule per return
-    """``(display name, address)``, by the rules the API applies; None if invalid."""
-    if not value or _CONTROL.search(value):
-        return None
-    name, address = "", value
-    if value.endswith(">"):
-        start = value.rfind("<")
-        if start < 0:
-            return None
-        name, address = value[:start].strip(), value[start + 1 : -1].strip()
-        if "<" in name or ">" in name:
-            return None
-    local, at, domain = address.rpartition("@")
-    if not (at and local and domain) or len(address) > 254 or len(local) > 64:
-        return None
-    if not _LOCAL_PART.fullmatch(local) or ".." in local or local[0] == "." or local[-1] == ".":
-        return None
-    if not all(_DOMAIN_LABEL.fullmatch(label) for label in domain.split(".")):
-        return None
-    return name, address
-
-
-def _bare(address: str) -> str:
-    parts = _split(address)
-    return parts[1] if parts else address
 
 
 def _size(base: Mapping[str, Any], html: str | None, text: str, *lists: list[str]) -> int:

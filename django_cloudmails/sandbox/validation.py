@@ -9,11 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from typing import Any
 
+from django_cloudmails.addresses import bare_address, split_address
 from django_cloudmails.limits import MAX_MESSAGE_BYTES
 
 REQUIRED_FIELDS = ("to", "from", "subject", "html")
@@ -24,13 +23,6 @@ MESSAGE_FIELDS = frozenset((*STRING_FIELDS, *LIST_FIELDS, "attachments", "custom
 ATTACHMENT_REQUIRED = ("filename", "content", "content_type")
 ATTACHMENT_FIELDS = frozenset((*ATTACHMENT_REQUIRED, "disposition", "content_id"))
 DISPOSITIONS = ("attachment", "inline")
-
-_LABEL = r"[^\W_](?:(?:[^\W_]|-)*[^\W_])?"
-_ADDR_SPEC = re.compile(
-    r"(?!\.)(?!.*\.\.)[^\s<>()\[\],;:@\"\\]{1,64}(?<!\.)"
-    rf"@(?:{_LABEL}\.)*{_LABEL}"
-)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ValidationError(Exception):
@@ -48,38 +40,6 @@ class ValidationError(Exception):
         if self.field is not None and self.status == 400:
             error["field"] = self.field
         return error
-
-
-@lru_cache(maxsize=4096)
-def split_address(value: str) -> tuple[str, str] | None:
-    """Return ``(display_name, address)`` of ``"Name <a@b>"`` or ``"a@b"``, or None."""
-    if _CONTROL.search(value):
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    name = ""
-    if value.endswith(">"):
-        start = value.rfind("<")
-        if start < 0:
-            return None
-        name = value[:start].strip()
-        value = value[start + 1 : -1].strip()
-        if "<" in name or ">" in name:
-            return None
-    if not _valid_addr_spec(value):
-        return None
-    return name, value
-
-
-def bare_address(value: str) -> str:
-    """The address part of a (syntactically valid) address string."""
-    parts = split_address(value)
-    return parts[1] if parts else value.strip()
-
-
-def _valid_addr_spec(value: str) -> bool:
-    return len(value) <= 254 and _ADDR_SPEC.fullmatch(value) is not None
 
 
 def _check_address(value: str, field: str) -> None:

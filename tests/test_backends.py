@@ -12,7 +12,7 @@ from django.core import mail
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.utils.translation import gettext_lazy
 
-from django_cloudmails import backends, suppression
+from django_cloudmails import dispatch, suppression
 from django_cloudmails.backends import EmailBackend
 from django_cloudmails.client import CloudMailsClient
 from django_cloudmails.exceptions import (
@@ -368,7 +368,7 @@ def test_batch_is_split_into_chunks_of_batch_size(
 
 
 def test_batch_chunks_are_sized_to_the_request_limit(sandbox: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr(backends, "MAX_REQUEST_BYTES", 800)
+    monkeypatch.setattr(dispatch, "MAX_REQUEST_BYTES", 800)
     messages = [EmailMessage("Hi", "Body", None, [f"u{i}@example.com"]) for i in range(6)]
 
     assert EmailBackend().send_messages(messages) == 6

@@ -18,6 +18,7 @@ from django.urls import NoReverseMatch, reverse
 
 from . import signing
 from .conf import (
+    BY_KEY,
     DEFAULTS,
     OPTION_KEYS,
     SUPPRESSED_RECIPIENT_ACTIONS,
@@ -93,34 +94,28 @@ def _check_backend(where: str, conf: CloudMailsSettings) -> Iterator[CheckMessag
         )
 
 
-#: Numeric settings and their lowest allowed value.
-_LOWEST = {
-    "TIMEOUT": 0.0,
-    "RETRY_BACKOFF": 0.0,
-    "RETRY_MAX_BACKOFF": 0.0,
-    "WEBHOOK_TOLERANCE": 1,
-    "WEBHOOK_MAX_BODY_BYTES": 1,
-    "RETRY_ATTEMPTS": 1,
-    "BATCH_SIZE": 1,
-}
-
-
 def _check_numbers(conf: CloudMailsSettings, names: Mapping[str, str]) -> Iterator[CheckMessage]:
     """Range checks of the numeric settings in ``names`` (key -> how the user wrote it)."""
     for key, name in names.items():
-        if key not in _LOWEST:
+        option = BY_KEY.get(key)
+        if option is None or not option.numeric:
             continue
-        value, low = conf.get(key), _LOWEST[key]
+        value = conf.get(key)
+        if value is None and option.nullable:
+            continue
+        low, high = option.lowest, option.highest
+        assert low is not None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+            allowed = "None or " if option.nullable else ""
             yield Error(
-                f"{name} must be a number of at least {low}, not {value!r}.",
-                hint=f"Remove it to use the default, {DEFAULTS[key]!r}.",
+                f"{name} must be {allowed}a number of at least {low}, not {value!r}.",
+                hint=f"Remove it to use the default, {option.default!r}.",
                 id="cloudmails.E005",
             )
-        elif key == "BATCH_SIZE" and value > DEFAULTS["BATCH_SIZE"]:
+        elif high is not None and value > high:
             yield Error(
-                f"{name} may be at most {DEFAULTS['BATCH_SIZE']}.",
-                hint="The API refuses larger batches.",
+                f"{name} may be at most {high}, not {value!r}.",
+                hint=f"Remove it to use the default, {option.default!r}.",
                 id="cloudmails.E005",
             )
 

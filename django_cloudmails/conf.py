@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -18,36 +19,62 @@ from .client import DEFAULT_API_URL, DEFAULT_TIMEOUT
 from .limits import MAX_BATCH_MESSAGES
 from .retry import RetryPolicy
 
-#: Every key ``CLOUDMAILS`` may hold, with its default. Unknown keys fail a system check.
-DEFAULTS: dict[str, Any] = {
-    "API_KEY": "",
-    "API_URL": DEFAULT_API_URL,
-    "TIMEOUT": DEFAULT_TIMEOUT,
-    "RETRY_ATTEMPTS": 3,
-    "RETRY_BACKOFF": 0.5,
-    "RETRY_MAX_BACKOFF": 30.0,
-    "BATCH_SIZE": MAX_BATCH_MESSAGES,
-    "IGNORE_UNSUPPORTED_FEATURES": False,
-    "BODY_RETENTION_DAYS": None,
-    "WEBHOOK_SECRET": None,
-    "WEBHOOK_SIGNING_SECRET": None,
-    "WEBHOOK_TOLERANCE": 300,
-    "WEBHOOK_MAX_BODY_BYTES": 1024 * 1024,
-    "SUPPRESS_ON": ("hard_bounce", "complained", "unsubscribed"),
-    "SUPPRESSED_RECIPIENTS": "fail",
-}
 
+@dataclass(frozen=True)
+class Option:
+    """One ``CLOUDMAILS`` key: its default, the backend option that overrides it (if any)
+    and, for numbers, the range the system checks enforce."""
+
+    key: str
+    default: Any
+    #: The backend keyword argument / ``MAILERS`` OPTIONS name overriding it per alias.
+    backend_option: str | None = None
+    #: For numeric settings: the lowest and highest value allowed (None: no bound).
+    lowest: float | None = None
+    highest: float | None = None
+    #: Numeric settings that may also be None (off).
+    nullable: bool = False
+
+    @property
+    def numeric(self) -> bool:
+        return self.lowest is not None
+
+
+#: Every key ``CLOUDMAILS`` may hold, declared once. Unknown keys fail a system check.
+OPTIONS: tuple[Option, ...] = (
+    Option("API_KEY", "", "api_key"),
+    Option("API_URL", DEFAULT_API_URL, "api_url"),
+    Option("TIMEOUT", DEFAULT_TIMEOUT, "timeout", lowest=0.0),
+    Option("RETRY_ATTEMPTS", 3, "retry_attempts", lowest=1),
+    Option("RETRY_BACKOFF", 0.5, "retry_backoff", lowest=0.0),
+    Option("RETRY_MAX_BACKOFF", 30.0, "retry_max_backoff", lowest=0.0),
+    Option("BATCH_SIZE", MAX_BATCH_MESSAGES, "batch_size", lowest=1, highest=MAX_BATCH_MESSAGES),
+    Option("IGNORE_UNSUPPORTED_FEATURES", False, "ignore_unsupported_features"),
+    Option("BODY_RETENTION_DAYS", None),
+    Option("WEBHOOK_SECRET", None),
+    Option("WEBHOOK_SIGNING_SECRET", None),
+    Option("WEBHOOK_TOLERANCE", 300, lowest=1),
+    Option("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, lowest=1),
+    Option("SUPPRESS_ON", ("hard_bounce", "complained", "unsubscribed")),
+    Option("SUPPRESSED_RECIPIENTS", "fail"),
+    # Converging: status polling and recovery of rows whose send outcome is unknown.
+    Option("POLL_MAX_AGE", 3 * 24 * 3600, lowest=0),
+    Option("POLL_ENGAGEMENT_FOR", 0, lowest=0),
+    Option("POLL_CONCURRENCY", 8, lowest=1, highest=64),
+    Option("RECOVER_AFTER", 900, lowest=0),
+    # Background sending: messages per second across every worker (None: no limit).
+    Option("RATE_LIMIT", None, lowest=0.001, nullable=True),
+    # The delivery dashboard warns above these rates (0.05 = 5%).
+    Option("BOUNCE_RATE_WARNING", 0.05, lowest=0.0, highest=1.0),
+    Option("COMPLAINT_RATE_WARNING", 0.001, lowest=0.0, highest=1.0),
+)
+
+DEFAULTS: dict[str, Any] = {option.key: option.default for option in OPTIONS}
 #: Backend keyword arguments (and ``MAILERS`` OPTIONS) and the key each overrides.
-OPTION_KEYS = {
-    "api_key": "API_KEY",
-    "api_url": "API_URL",
-    "timeout": "TIMEOUT",
-    "retry_attempts": "RETRY_ATTEMPTS",
-    "retry_backoff": "RETRY_BACKOFF",
-    "retry_max_backoff": "RETRY_MAX_BACKOFF",
-    "batch_size": "BATCH_SIZE",
-    "ignore_unsupported_features": "IGNORE_UNSUPPORTED_FEATURES",
+OPTION_KEYS: dict[str, str] = {
+    option.backend_option: option.key for option in OPTIONS if option.backend_option
 }
+BY_KEY: dict[str, Option] = {option.key: option for option in OPTIONS}
 
 SUPPRESSION_REASONS = ("hard_bounce", "soft_bounce", "complained", "unsubscribed")
 SUPPRESSED_RECIPIENT_ACTIONS = ("fail", "raise")
@@ -135,6 +162,40 @@ class CloudMailsSettings:
     @property
     def suppressed_recipients(self) -> str:
         return str(self.get("SUPPRESSED_RECIPIENTS"))
+
+    @property
+    def poll_max_age(self) -> float:
+        """Seconds after sending during which a row is still polled for its status."""
+        return float(self.get("POLL_MAX_AGE"))
+
+    @property
+    def poll_engagement_for(self) -> float:
+        """Seconds after sending during which delivered rows are polled for opens and
+        clicks (0: never)."""
+        return float(self.get("POLL_ENGAGEMENT_FOR"))
+
+    @property
+    def poll_concurrency(self) -> int:
+        return int(self.get("POLL_CONCURRENCY"))
+
+    @property
+    def recover_after(self) -> float:
+        """Seconds a row's send outcome may stay unknown before recovery settles it."""
+        return float(self.get("RECOVER_AFTER"))
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Messages per second across every worker; None for no limit."""
+        value = self.get("RATE_LIMIT")
+        return None if value is None else float(value)
+
+    @property
+    def bounce_rate_warning(self) -> float:
+        return float(self.get("BOUNCE_RATE_WARNING"))
+
+    @property
+    def complaint_rate_warning(self) -> float:
+        return float(self.get("COMPLAINT_RATE_WARNING"))
 
 
 #: The project-wide settings, without backend overrides.

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 QUEUED = "queued"
+#: A request that may have reached the API got no usable answer: the message may or may
+#: not have been accepted. Evidence (an event), a poll or recovery settles it.
+UNKNOWN = "unknown"
 SENT = "sent"
 DEFERRED = "deferred"
 DELIVERED = "delivered"
@@ -21,7 +24,7 @@ FAILED = "failed"
 BOUNCED = "bounced"
 
 #: Lowest first. A row never moves to a status earlier in this tuple.
-PRECEDENCE: tuple[str, ...] = (QUEUED, SENT, DEFERRED, DELIVERED, FAILED, BOUNCED)
+PRECEDENCE: tuple[str, ...] = (QUEUED, UNKNOWN, SENT, DEFERRED, DELIVERED, FAILED, BOUNCED)
 RANK = {status: rank for rank, status in enumerate(PRECEDENCE)}
 
 EVENT_DELIVERED = "delivered"
@@ -30,6 +33,11 @@ EVENT_OPENED = "opened"
 EVENT_CLICKED = "clicked"
 EVENT_UNSUBSCRIBED = "unsubscribed"
 EVENT_COMPLAINED = "complained"
+#: Not in the API reference's list of webhook events, but statuses it reports; an ESP
+#: that sends them moves the row as ``GET /emails/{id}`` would.
+EVENT_DEFERRED = "deferred"
+EVENT_FAILED = "failed"
+#: The event types the lifecycle knows; any other type is stored and changes nothing.
 EVENT_TYPES: tuple[str, ...] = (
     EVENT_DELIVERED,
     EVENT_BOUNCED,
@@ -37,17 +45,9 @@ EVENT_TYPES: tuple[str, ...] = (
     EVENT_CLICKED,
     EVENT_UNSUBSCRIBED,
     EVENT_COMPLAINED,
+    EVENT_DEFERRED,
+    EVENT_FAILED,
 )
-
-#: The status each event proves: engagement implies the message was delivered.
-EVENT_STATUS = {
-    EVENT_DELIVERED: DELIVERED,
-    EVENT_BOUNCED: BOUNCED,
-    EVENT_OPENED: DELIVERED,
-    EVENT_CLICKED: DELIVERED,
-    EVENT_UNSUBSCRIBED: DELIVERED,
-    EVENT_COMPLAINED: DELIVERED,
-}
 
 
 def advance(current: str, proposed: str) -> str:
@@ -76,31 +76,33 @@ class Effect:
     with_earliest: dict[str, str] = field(default_factory=dict)
 
 
+#: What one event of each known type does, declared once.
+EFFECTS: dict[str, Effect] = {
+    EVENT_DELIVERED: Effect(DELIVERED, earliest=("delivered_at",)),
+    EVENT_BOUNCED: Effect(BOUNCED, earliest=("bounced_at",)),
+    EVENT_OPENED: Effect(
+        DELIVERED, earliest=("first_opened_at",), latest=("last_opened_at",), counter="opens"
+    ),
+    EVENT_CLICKED: Effect(
+        DELIVERED, earliest=("first_clicked_at",), latest=("last_clicked_at",), counter="clicks"
+    ),
+    EVENT_COMPLAINED: Effect(DELIVERED, earliest=("complained_at",)),
+    EVENT_UNSUBSCRIBED: Effect(DELIVERED, earliest=("unsubscribed_at",)),
+    EVENT_DEFERRED: Effect(DEFERRED),
+    EVENT_FAILED: Effect(FAILED, earliest=("failed_at",)),
+}
+#: The status each event proves: engagement implies the message was delivered.
+EVENT_STATUS = {event: effect.status for event, effect in EFFECTS.items()}
+
+
 def effect_of(event: str, *, bounce_reason: str = "", bounce_type: str = "") -> Effect:
     """The effect of one event of type ``event`` (one of :data:`EVENT_TYPES`)."""
-    status = EVENT_STATUS[event]
-    if event == EVENT_DELIVERED:
-        return Effect(status, earliest=("delivered_at",))
+    effect = EFFECTS[event]
     if event == EVENT_BOUNCED:
-        return Effect(
-            status,
-            earliest=("bounced_at",),
-            with_earliest={"bounce_reason": bounce_reason, "bounce_type": bounce_type},
+        return replace(
+            effect, with_earliest={"bounce_reason": bounce_reason, "bounce_type": bounce_type}
         )
-    if event == EVENT_OPENED:
-        return Effect(
-            status, earliest=("first_opened_at",), latest=("last_opened_at",), counter="opens"
-        )
-    if event == EVENT_CLICKED:
-        return Effect(
-            status,
-            earliest=("first_clicked_at",),
-            latest=("last_clicked_at",),
-            counter="clicks",
-        )
-    if event == EVENT_COMPLAINED:
-        return Effect(status, earliest=("complained_at",))
-    return Effect(status, earliest=("unsubscribed_at",))
+    return effect
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class Tracking:
     """The lifecycle fields of a Delivery, as plain values."""
 
     status: str = SENT
+    failed_at: datetime | None = None
     delivered_at: datetime | None = None
     bounced_at: datetime | None = None
     bounce_reason: str = ""

@@ -21,6 +21,7 @@ class Delivery(models.Model):
 
     class Status(models.TextChoices):
         QUEUED = lifecycle.QUEUED, _("queued")
+        UNKNOWN = lifecycle.UNKNOWN, _("outcome unknown")
         SENT = lifecycle.SENT, _("sent")
         DEFERRED = lifecycle.DEFERRED, _("deferred")
         DELIVERED = lifecycle.DELIVERED, _("delivered")
@@ -51,6 +52,9 @@ class Delivery(models.Model):
     #: rows of one batch request share it and go together).
     idempotency_key = models.CharField(_("idempotency key"), max_length=64, blank=True)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    #: Set before a request carrying the row goes out: a ``queued`` row with it set may
+    #: have reached the API (a killed process leaves such rows for recovery).
+    attempt_started_at = models.DateTimeField(_("attempt started"), null=True, blank=True)
     error_code = models.CharField(_("error code"), max_length=32, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
 
@@ -72,6 +76,20 @@ class Delivery(models.Model):
     clicks = models.PositiveIntegerField(_("clicks"), default=0)
     body_purged_at = models.DateTimeField(_("body purged"), null=True, blank=True)
 
+    #: When status polling next asks the API about this row, and how often it has.
+    next_poll_at = models.DateTimeField(_("next status poll"), null=True, blank=True)
+    polls = models.PositiveSmallIntegerField(_("status polls"), default=0)
+    #: The delivery this one resends (the admin's "resend" action).
+    resent_from = models.ForeignKey(
+        "self",
+        verbose_name=_("resent from"),
+        related_name="resends",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_index=False,
+    )
+
     class Meta:
         verbose_name = _("delivery")
         verbose_name_plural = _("deliveries")
@@ -85,6 +103,12 @@ class Delivery(models.Model):
             models.Index(fields=["-created_at"], name="cloudmails_created_idx"),
             models.Index(fields=["status", "created_at"], name="cloudmails_status_idx"),
             models.Index(fields=["to_email"], name="cloudmails_to_email_idx"),
+            # Resends are rare: only they are indexed, so sending pays nothing for it.
+            models.Index(
+                fields=["resent_from"],
+                condition=models.Q(resent_from__isnull=False),
+                name="cloudmails_resent_from_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -114,6 +138,8 @@ class DeliveryEvent(models.Model):
         CLICKED = lifecycle.EVENT_CLICKED, _("clicked")
         UNSUBSCRIBED = lifecycle.EVENT_UNSUBSCRIBED, _("unsubscribed")
         COMPLAINED = lifecycle.EVENT_COMPLAINED, _("complained")
+        DEFERRED = lifecycle.EVENT_DEFERRED, _("deferred")
+        FAILED = lifecycle.EVENT_FAILED, _("failed")
 
     delivery = models.ForeignKey(
         Delivery,
@@ -125,7 +151,8 @@ class DeliveryEvent(models.Model):
     )
     #: ``webhook-id`` when the sender gives one, else a digest of the event's content.
     dedupe_key = models.CharField(_("dedupe key"), max_length=128)
-    event = models.CharField(_("event"), max_length=16, choices=Event.choices)
+    #: Any short string: event types the lifecycle does not know are stored too.
+    event = models.CharField(_("event"), max_length=64, choices=Event.choices)
     message_id = models.CharField(_("message id"), max_length=128)
     #: The Delivery id carried in custom_args, for matching before message_id is known.
     delivery_ref = models.UUIDField(_("delivery reference"), null=True, blank=True)

@@ -359,8 +359,12 @@ def send_signals(event: DeliveryEvent, using: str | None = None) -> None:
     The Delivery is read from ``using``, the database the event was written to (None
     asks the router), so receivers see the row the event just updated.
     """
-    specific = EVENT_SIGNALS[event.event]
-    wanted = [signal for signal in (signals.email_event, specific) if signal.has_listeners()]
+    specific = EVENT_SIGNALS.get(event.event)
+    wanted = [
+        signal
+        for signal in (signals.email_event, specific)
+        if signal is not None and signal.has_listeners()
+    ]
     if not wanted:
         return
     try:

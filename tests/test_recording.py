@@ -332,7 +332,7 @@ def received() -> Any:
         signal.disconnect(receiver)
 
 
-@pytest.mark.parametrize("name", lifecycle.EVENT_TYPES)
+@pytest.mark.parametrize("name", sorted(recording.EVENT_SIGNALS))
 def test_each_event_sends_email_event_and_its_own_signal(
     name: str, received: list, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -341,6 +341,16 @@ def test_each_event_sends_email_event_and_its_own_signal(
         record_event(parsed(name))
     assert [call[0] for call in received] == ["email_event", f"email_{name}"]
     assert all(call[1] == delivery and call[2].event == name for call in received)
+
+
+@pytest.mark.parametrize("name", [lifecycle.EVENT_DEFERRED, lifecycle.EVENT_FAILED])
+def test_an_event_without_a_signal_of_its_own_sends_email_event_only(
+    name: str, received: list, django_capture_on_commit_callbacks: Any
+) -> None:
+    make_delivery()
+    with django_capture_on_commit_callbacks(execute=True):
+        record_event(parsed(name))
+    assert [call[0] for call in received] == ["email_event"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -22,6 +22,7 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
 from . import dispatch, lifecycle, outbox
+from .anymail_compat import set_anymail_status
 from .client import CloudMailsClient
 from .conf import CloudMailsSettings
 from .exceptions import (
@@ -171,6 +172,8 @@ class EmailBackend(BaseEmailBackend):
         finally:
             if opened:
                 self.close()
+        for email, group in zip(emails, rows_by_email, strict=True):
+            set_anymail_status(email, group)
         if errors and not self.fail_silently:
             raise errors[0]
         return sum(all(map(_MESSAGE_ID, group)) for group in rows_by_email)

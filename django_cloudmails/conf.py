@@ -130,7 +130,14 @@ class CloudMailsSettings:
 
     @property
     def ignore_unsupported_features(self) -> bool:
-        return bool(self.get("IGNORE_UNSUPPORTED_FEATURES"))
+        """Ours when given; else django-anymail's, so an anymail project keeps its choice."""
+        key = "IGNORE_UNSUPPORTED_FEATURES"
+        if key in self._overrides or key in self.user_settings:
+            return bool(self.get(key))
+        anymail = getattr(settings, "ANYMAIL", None)
+        if isinstance(anymail, Mapping) and key in anymail:
+            return bool(anymail[key])
+        return bool(getattr(settings, f"ANYMAIL_{key}", False))
 
     @property
     def body_retention_days(self) -> int | None:

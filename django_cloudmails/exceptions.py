@@ -114,6 +114,14 @@ class CloudMailsInvalidMessage(CloudMailsError):
         self.field = field
 
 
+class CloudMailsInvalidAddress(CloudMailsInvalidMessage, ValueError):
+    """An address Django refuses (a ``ValueError``, as Django raises) or without a domain."""
+
+
+class CloudMailsUnencodable(CloudMailsInvalidMessage, ValueError):
+    """Text the message's charset cannot encode (Django raises ``UnicodeEncodeError``)."""
+
+
 class CloudMailsUnsupportedFeature(CloudMailsInvalidMessage):
     """The email uses something the API cannot carry (custom headers, extra HTML parts).
 

@@ -193,8 +193,16 @@ def test_attach_and_attach_file_send_base64_attachments(sandbox: Any, tmp_path: 
 
     assert payloads(sandbox)[0]["attachments"] == [
         {"filename": "logo.png", "content": b64(PNG), "content_type": "image/png"},
-        {"filename": "notes.txt", "content": b64("héllo".encode()), "content_type": "text/plain"},
-        {"filename": "report.csv", "content": b64(b"a,b\n1,2\n"), "content_type": "text/csv"},
+        {
+            "filename": "notes.txt",
+            "content": b64("héllo".encode()),
+            "content_type": 'text/plain; charset="utf-8"',
+        },
+        {
+            "filename": "report.csv",
+            "content": b64(b"a,b\n1,2\n"),
+            "content_type": 'text/csv; charset="utf-8"',
+        },
     ]
     assert Delivery.objects.get().payload["attachments"][0]["content"] == b64(PNG)
 
@@ -251,7 +259,7 @@ def test_non_ascii_survives_in_every_field(sandbox: Any) -> None:
     (payload,) = payloads(sandbox)
     assert payload["subject"] == "Grüße 🎉 ça va?"
     assert payload["from"] == "Jörg Müller <noreply@shop.example>"
-    assert payload["to"] == "Zoë <zoe@exämple.com>"
+    assert payload["to"] == "Zoë <zoe@xn--exmple-cua.com>"  # IDNA, as Django sends it
     assert payload["reply_to"] == "Сергей <help@shop.example>"
     assert (payload["text"], payload["html"]) == ("Straße", "<p>日本語</p>")
     assert payload["attachments"][0]["filename"] == "résumé.txt"

@@ -14,14 +14,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from django_cloudmails.addresses import bare_address
 from django_cloudmails.limits import MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES
 
 from .faults import Injection
 from .inspection import handle_inspection
 from .responses import Response, error_response, json_response
 from .state import RequestRecord, SandboxMessage, StoredResponse
-from .validation import ValidationError, validate_envelope, validate_message
+from .validation import ValidationError, bare_address, validate_envelope, validate_message
 
 if TYPE_CHECKING:
     from .simulator import Sandbox

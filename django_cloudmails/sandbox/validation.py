@@ -2,6 +2,8 @@
 
 Kept apart from the HTTP code so that one bad message in a batch becomes one per-message
 error entry instead of a failed request, and so the rules can be read in one place.
+Addresses and MIME types are read by :mod:`.mailboxes`, the sandbox's own code: nothing
+here comes from the package, so the sandbox can catch the package's mistakes.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django_cloudmails.addresses import bare_address, split_address
 from django_cloudmails.limits import MAX_MESSAGE_BYTES
+
+from .mailboxes import AddressError, parse_content_type, parse_mailbox
 
 REQUIRED_FIELDS = ("to", "from", "subject", "html")
 STRING_FIELDS = ("to", "from", "subject", "html", "text", "reply_to")
@@ -43,8 +46,18 @@ class ValidationError(Exception):
 
 
 def _check_address(value: str, field: str) -> None:
-    if split_address(value) is None:
-        raise ValidationError(f"'{field}' is not a valid email address.", field)
+    try:
+        parse_mailbox(value)
+    except AddressError as error:
+        raise ValidationError(f"'{field}' is not a valid email address: {error}.", field) from None
+
+
+def bare_address(value: str) -> str:
+    """The addr-spec of an address field (the value itself, stripped, if it has none)."""
+    try:
+        return parse_mailbox(value).addr_spec
+    except AddressError:
+        return value.strip()
 
 
 def _check_types(message: Mapping[str, Any], *, envelope: bool = False) -> None:
@@ -58,6 +71,8 @@ def _check_types(message: Mapping[str, Any], *, envelope: bool = False) -> None:
     for field in ADDRESS_FIELDS:
         if field in message:
             _check_address(message[field], field)
+    if "subject" in message and ("\r" in message["subject"] or "\n" in message["subject"]):
+        raise ValidationError("'subject' must be one line (no CR or LF).", "subject")
     if "html" in message and not message["html"]:
         raise ValidationError("'html' must not be empty.", "html")
     for field in LIST_FIELDS:
@@ -98,8 +113,19 @@ def _check_attachment(item: Any, where: str) -> None:
     for key in ATTACHMENT_FIELDS:
         if key in item and not isinstance(item[key], str):
             raise ValidationError(f"{where}.{key} must be a string.", field)
+    _check_attachment_values(item, where)
+
+
+def _check_attachment_values(item: dict[str, str], where: str) -> None:
+    field = "attachments"
     if not item["filename"]:
         raise ValidationError(f"{where}.filename must not be empty.", field)
+    if "\r" in item["filename"] or "\n" in item["filename"]:
+        raise ValidationError(f"{where}.filename must be one line (no CR or LF).", field)
+    try:
+        parse_content_type(item["content_type"])
+    except ValueError as error:
+        raise ValidationError(f"{where}.content_type: {error}.", field) from None
     try:
         base64.b64decode(item["content"], validate=True)
     except (ValueError, binascii.Error):

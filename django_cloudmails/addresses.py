@@ -11,9 +11,9 @@ where RFC 5322 needs it, for the API to encode.
 
 Two refusals are ours, because the API needs a deliverable mailbox: an address without a
 domain (Django accepts ``webmaster`` as a local mailbox) and, on Django < 6.0, an
-address whose header Django would send malformed (``Ann <ann@example.com``, which
-``sanitize_address`` repairs for the envelope but not for the header); Django 6.0+
-refuses the latter itself.
+address whose header Django would send malformed (``Ann <ann@example.com``: an invalid,
+not merely obsolete, syntax that ``sanitize_address`` repairs for the envelope but not
+for the header); Django 6.0+ refuses the latter itself.
 
 The sandbox does not use this module: it checks addresses with its own code, so a test
 against it can catch a mistake here.
@@ -22,8 +22,9 @@ against it can catch a mistake here.
 from __future__ import annotations
 
 from email import _header_value_parser as parser
+from email import errors
 from email.header import Header
-from email.headerregistry import Address, AddressHeader
+from email.headerregistry import AddressHeader
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -36,7 +37,6 @@ from .exceptions import CloudMailsInvalidAddress
 _MODERN = django.VERSION >= (6, 0)
 #: Defects Django itself tolerates (a local mailbox is refused below, for the API).
 _TOLERATED = frozenset({"addr-spec local part with no domain"})
-_NON_ASCII_LOCAL_PART = "local-part contains non-ASCII characters)"
 
 
 class ParsedAddress(NamedTuple):
@@ -48,9 +48,12 @@ class ParsedAddress(NamedTuple):
     @property
     def formatted(self) -> str:
         """``Name <addr>`` (name quoted where needed) or the bare addr-spec, for the API."""
-        if not self.display_name:
+        name = self.display_name
+        if not name:
             return self.addr_spec
-        return str(Address(display_name=self.display_name, addr_spec=self.addr_spec))
+        if not parser.SPECIALS.isdisjoint(name):  # as Address.__str__ quotes it
+            name = parser.quote_string(name)
+        return f"{name} <{self.addr_spec}>"
 
 
 def parse_address(value: object, *, field: str, encoding: str = "utf-8") -> ParsedAddress:
@@ -80,16 +83,18 @@ def _parse_legacy(text: str, encoding: str) -> ParsedAddress:
     """Django < 6.0: ``sanitize_address`` decides, its own parse gives the parts."""
     sanitize_address(text, encoding)  # Django's refusals, with Django's messages
     token, _rest = parser.get_mailbox(text)
-    defects = {str(defect) for defect in token.all_defects} - _TOLERATED
-    defects.discard(_NON_ASCII_LOCAL_PART)  # Django < 6.0 rewrites it, below
+    # Obsolete syntax (``Jr. <a@b>``) still reads fine; a non-ASCII local part is
+    # rewritten below, as Django < 6.0 rewrites it.
+    defects = {
+        str(defect) for defect in token.all_defects if type(defect) is errors.InvalidHeaderDefect
+    } - _TOLERATED
     if defects:
         raise ValueError(f"Django would send the header malformed: {'; '.join(sorted(defects))}")
     local_part = token.local_part
     if not local_part.isascii():
         local_part = Header(local_part, encoding).encode()
     domain = punycode(token.domain or "")
-    addr_spec = Address(username=local_part, domain=domain).addr_spec
-    return ParsedAddress(token.display_name or "", addr_spec)
+    return ParsedAddress(token.display_name or "", _addr_spec(local_part, domain))
 
 
 def _parse_modern(text: str) -> ParsedAddress:
@@ -102,7 +107,19 @@ def _parse_modern(text: str) -> ParsedAddress:
     if len(mailboxes) != 1:
         raise ValueError("must be a single address")
     mailbox = mailboxes[0]
-    addr_spec = mailbox.addr_spec
-    if mailbox.domain and not mailbox.domain.isascii():
-        addr_spec = str(Address(username=mailbox.local_part, domain=punycode(mailbox.domain)))
-    return ParsedAddress(mailbox.display_name or "", addr_spec)
+    domain = mailbox.domain or ""
+    if not domain.isascii():
+        domain = punycode(domain)
+    return ParsedAddress(mailbox.display_name or "", _addr_spec(mailbox.local_part, domain))
+
+
+def _addr_spec(local_part: str, domain: str) -> str:
+    """``local@domain``, the local part quoted unless it is a dot-atom.
+
+    ``Address.addr_spec`` (which Django uses) leaves a quoted ``"."`` or ``"a..b"``
+    unquoted, which no longer parses; quoting by the RFC 5322 rule keeps the same mailbox.
+    """
+    atoms = local_part.split(".")
+    if not all(atoms) or any(not parser.DOT_ATOM_ENDS.isdisjoint(atom) for atom in atoms):
+        local_part = parser.quote_string(local_part)
+    return f"{local_part}@{domain}" if domain else local_part

@@ -10,6 +10,7 @@ honoured when ``CLOUDMAILS`` does not say (see :mod:`.conf`), and each sent mess
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import CloudMailsUnsupportedFeature
@@ -58,12 +59,11 @@ def set_anymail_status(email: Any, rows: Sequence[Delivery]) -> None:
     """Give ``email`` the ``anymail_status`` anymail's backends give it, if installed.
 
     Every envelope recipient is keyed by its addr-spec, as anymail keys them: the ``to``
-    of each row, and the ``cc``/``bcc`` riding on the first row with that row's status.
+    of each row, and the ``cc``/``bcc`` riding on the first row with that row's status
+    (their payload values are ours, well-formed, so ``parseaddr`` reads them exactly).
     """
     if not ANYMAIL_INSTALLED:
         return
-    from .addresses import parse_address
-
     status = AnymailStatus()
     recipients: dict[str, AnymailRecipientStatus] = {}
     for position, row in enumerate(rows):
@@ -71,8 +71,7 @@ def set_anymail_status(email: Any, rows: Sequence[Delivery]) -> None:
         recipients.setdefault(row.to_email, own)
         if position == 0:
             for value in _copies(row.payload):
-                bare = parse_address(value, field="cc").addr_spec
-                recipients.setdefault(bare, own)
+                recipients.setdefault(parseaddr(value)[1], own)
     status.set_recipient_status(recipients)
     status.esp_response = None
     email.anymail_status = status

@@ -33,17 +33,16 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _MODERN = django.VERSION >= (6, 0)
 
 
-def encode_attachments(
-    attachments: list[Any],
-    *,
-    encoding: str = "utf-8",
-    ignore_unsupported: bool = False,
-) -> list[dict[str, str]]:
-    """Every attachment of a message as an API attachment object, in order."""
+def encode_attachments(attachments: list[Any], *, encoding: str = "utf-8") -> list[dict[str, str]]:
+    """Every attachment of a message as an API attachment object, in order.
+
+    A multipart attachment is skipped here: :func:`check_single_parts` refuses it, after
+    the checks Django makes itself, so an email Django refuses gets Django's error first.
+    """
     encoded = []
     for index, attachment in enumerate(attachments):
         if isinstance(attachment, email.message.Message):
-            item = _from_mime(attachment, index, ignore_unsupported)
+            item = _from_mime(attachment, index)
         else:
             item = _from_tuple(attachment, index, encoding)
         if item is None:
@@ -117,16 +116,29 @@ def _binary(content: Any) -> bytes:
         return content.encode("raw-unicode-escape")
 
 
-def _from_mime(part: email.message.Message, index: int, ignore: bool) -> dict[str, str] | None:
+def check_single_parts(attachments: list[Any]) -> None:
+    """Refuse a multipart attachment: the API carries single files only."""
+    for index, part in enumerate(attachments):
+        if _is_multipart(part):
+            raise unsupported_feature(
+                f"Attachment {index} is a {part.get_content_type()} MIME part; the API "
+                "carries single files only. Attach its parts one by one.",
+                field="attachments",
+            )
+
+
+def _is_multipart(part: Any) -> bool:
+    return (
+        isinstance(part, email.message.Message)
+        and part.is_multipart()
+        and part.get_content_type() != "message/rfc822"
+    )
+
+
+def _from_mime(part: email.message.Message, index: int) -> dict[str, str] | None:
     content_type = part.get_content_type()
-    if part.is_multipart() and content_type != "message/rfc822":
-        if ignore:
-            return None
-        raise unsupported_feature(
-            f"Attachment {index} is a {content_type} MIME part; the API carries single "
-            "files only. Attach its parts one by one.",
-            field="attachments",
-        )
+    if _is_multipart(part):
+        return None  # refused by check_single_parts() unless unsupported is ignored
     data: bytes
     if content_type == "message/rfc822":
         inner = part.get_payload(0)

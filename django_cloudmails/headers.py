@@ -4,9 +4,14 @@ Django < 6.0 sets every header through ``forbid_multi_line_headers``, which rais
 ``BadHeaderError`` for a CR or LF and encodes the value in the message's charset;
 Django 6.0+ sets them on a modern ``email.message.EmailMessage``, whose policy raises
 ``ValueError`` for a value of more than one line (any ``str.splitlines`` boundary, so
-also U+2028 and friends) and drops a single trailing line break. We call the former and
-apply the latter's rule, so each version refuses what it refuses, with its exception
-type (``BadHeaderError`` is ``ValueError`` on 6.0+).
+also U+2028 and friends). We call the former and apply the latter's rule, so each
+version refuses what it refuses, with its exception type (``BadHeaderError`` is
+``ValueError`` on 6.0+).
+
+One departure: the policy lets a single *trailing* line break through, and Python then
+writes it as a blank line that ends the header block early (``Subject: x`` followed by
+an empty line: every later header, From and To included, lands in the body). Django
+6.x would send that broken message; we refuse it like any other line break.
 """
 
 from __future__ import annotations
@@ -52,9 +57,8 @@ def header_value(name: str, value: object, *, field: str, encoding: str = "utf-8
 @lru_cache(maxsize=1024)
 def _checked(name: str, text: str, encoding: str) -> str:
     if _MODERN:
-        lines = text.splitlines()
-        if len(lines) > 1:
+        if len(text.splitlines()) > 1 or "\n" in text or "\r" in text:
             raise BadHeaderError("Header values may not contain linefeed or carriage return")
-        return lines[0] if lines else ""
+        return text
     forbid_multi_line_headers(name, text, encoding)
     return text

@@ -31,7 +31,7 @@ from django.utils.functional import Promise
 from . import merge
 from .addresses import ParsedAddress, parse_address
 from .anymail_compat import unsupported_feature
-from .attachments import encode_attachments
+from .attachments import check_single_parts, encode_attachments
 from .charsets import check_encodable
 from .exceptions import CloudMailsInvalidMessage
 from .headers import CloudMailsBadHeader, header_value
@@ -93,9 +93,7 @@ def build_api_messages(
     cc = [parse_address(value, field="cc", encoding=encoding) for value in message.cc if value]
     bcc = [parse_address(v, field="bcc", encoding=encoding) for v in message.bcc if v]
     _check_texts(message, encoding)
-    attachments = encode_attachments(
-        list(message.attachments), encoding=encoding, ignore_unsupported=ignore_unsupported
-    )
+    attachments = encode_attachments(list(message.attachments), encoding=encoding)
     subject, sender, reply_to = _headers(message, encoding)
     if not to:
         raise CloudMailsInvalidMessage(
@@ -283,6 +281,7 @@ def _check_unsupported(message: EmailMessage, ignore: bool) -> None:
             f"CloudMails cannot carry custom headers ({', '.join(extra)}).",
             field="headers",
         )
+    check_single_parts(list(message.attachments))
     for name in UNSUPPORTED_ATTRIBUTES:
         if merge.is_set(getattr(message, name, None)):
             raise unsupported_feature(

@@ -211,6 +211,23 @@ def test_invalid_address_is_400(api, address):
     assert error_of(response)["field"] == "to"
 
 
+@pytest.mark.parametrize("subject", ["Hi\nBcc: x@evil.example", "Hi\r", "\nHi"])
+def test_subject_with_a_line_break_is_400(api, subject):
+    response = api.post("/send", message(subject=subject))
+    assert response.status_code == 400
+    assert error_of(response)["field"] == "subject"
+
+
+def test_unicode_domain_is_400_until_idna_encoded(api):
+    assert api.post("/send", message(to="a@bücher.example")).status_code == 400
+    assert api.post("/send", message(to="a@xn--bcher-kva.example")).status_code == 200
+
+
+def test_attachment_content_type_may_carry_parameters(api):
+    item = attachment(content_type='text/plain; charset="iso-8859-1"')
+    assert api.post("/send", message(attachments=[item])).status_code == 200
+
+
 def test_display_names_are_allowed(api):
     payload = message(to='"Doe, Jane" <jane@example.org>', reply_to="Help <h@shop.example>")
     assert api.post("/send", payload).status_code == 200
@@ -244,6 +261,8 @@ def test_valid_attachments_are_accepted(api):
         attachment(disposition="sideways"),
         attachment(size=5),
         "a.txt",
+        attachment(content_type="text"),
+        attachment(filename="a.txt\r\nX-Injected: 1"),
     ],
     ids=[
         "no-filename",
@@ -255,6 +274,8 @@ def test_valid_attachments_are_accepted(api):
         "bad-disposition",
         "unknown-key",
         "not-object",
+        "not-a-mime-type",
+        "filename-line-break",
     ],
 )
 def test_bad_attachment_is_400(api, item):

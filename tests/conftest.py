@@ -35,3 +35,15 @@ def cloudmails_settings(settings: Any, sandbox: Any) -> dict[str, Any]:
         "RETRY_MAX_BACKOFF": 0.0,
     }
     return settings.CLOUDMAILS  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def use_backend(settings: Any, cloudmails_settings: dict[str, Any]) -> dict[str, Any]:
+    """Route Django's mail API to our backend (pytest-django installs locmem)."""
+    import django
+
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": "django_cloudmails.backends.EmailBackend"}}
+    else:
+        settings.EMAIL_BACKEND = "django_cloudmails.backends.EmailBackend"
+    return cloudmails_settings

@@ -18,16 +18,7 @@ from django_cloudmails.backends import EmailBackend
 from django_cloudmails.exceptions import CloudMailsUnsupportedFeature
 from django_cloudmails.models import Delivery
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def use_backend(settings: Any, cloudmails_settings: dict[str, Any]) -> dict[str, Any]:
-    if django.VERSION >= (6, 1):
-        settings.MAILERS = {"default": {"BACKEND": "django_cloudmails.backends.EmailBackend"}}
-    else:
-        settings.EMAIL_BACKEND = "django_cloudmails.backends.EmailBackend"
-    return cloudmails_settings
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("use_backend")]
 
 
 def anymail_message(**kwargs: Any) -> AnymailMessage:

@@ -28,19 +28,9 @@ from django_cloudmails.exceptions import (
 )
 from django_cloudmails.models import Delivery
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("use_backend")]
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
-
-
-@pytest.fixture(autouse=True)
-def use_backend(settings: Any, cloudmails_settings: dict[str, Any]) -> dict[str, Any]:
-    """Route Django's mail API to our backend (pytest-django installs locmem)."""
-    if django.VERSION >= (6, 1):
-        settings.MAILERS = {"default": {"BACKEND": "django_cloudmails.backends.EmailBackend"}}
-    else:
-        settings.EMAIL_BACKEND = "django_cloudmails.backends.EmailBackend"
-    return cloudmails_settings
 
 
 def payloads(sandbox: Any) -> list[dict[str, Any]]:

@@ -35,3 +35,34 @@ def cloudmails_settings(settings: Any, sandbox: Any) -> dict[str, Any]:
         "RETRY_MAX_BACKOFF": 0.0,
     }
     return settings.CLOUDMAILS  # type: ignore[no-any-return]
+
+
+SIGNAL_NAMES = (
+    "email_event",
+    "email_delivered",
+    "email_bounced",
+    "email_opened",
+    "email_clicked",
+    "email_complained",
+    "email_unsubscribed",
+)
+
+
+@pytest.fixture
+def signals_sent() -> Iterator[list[tuple[str, Any, Any]]]:
+    """``(signal name, delivery, event)`` for every CloudMails signal sent during the test."""
+    from django_cloudmails import signals
+
+    calls: list[tuple[str, Any, Any]] = []
+    connected = []
+    for name in SIGNAL_NAMES:
+
+        def receiver(sender: Any, name: str = name, **kwargs: Any) -> None:
+            calls.append((name, kwargs["delivery"], kwargs["event"]))
+
+        signal = getattr(signals, name)
+        signal.connect(receiver, weak=False)
+        connected.append((signal, receiver))
+    yield calls
+    for signal, receiver in connected:
+        signal.disconnect(receiver)

@@ -13,7 +13,7 @@ from example_project.urls import urlpatterns as example_urlpatterns
 def noop(request: HttpRequest) -> JsonResponse:
     """The baseline: reads the body and answers like the webhook view, stores nothing."""
     request.read()
-    return JsonResponse({"received": 1, "new": 1})
+    return JsonResponse({"received": 1, "new": 1, "invalid": []})
 
 
 urlpatterns = [path("noop/", noop), *example_urlpatterns]

@@ -158,7 +158,8 @@ def _check_webhook(conf: CloudMailsSettings) -> Iterator[CheckMessage]:
         user, sep, password = str(secret).partition(":")
         if not (isinstance(secret, str) and sep and user and password):
             yield Error(
-                'CLOUDMAILS["WEBHOOK_SECRET"] must be "user:password" (or a list of them).',
+                'CLOUDMAILS["WEBHOOK_SECRET"] must be "user:password" (or a list of them), '
+                "neither half empty; the webhook ignores any other entry.",
                 hint="Put the same credentials in the webhook URL you give CloudMails: "
                 "https://user:password@your.site/cloudmails/webhook/",
                 id="cloudmails.E006",
@@ -166,7 +167,8 @@ def _check_webhook(conf: CloudMailsSettings) -> Iterator[CheckMessage]:
     for secret in conf.webhook_signing_secrets:
         if not (isinstance(secret, str) and signing.is_valid_secret(secret)):
             yield Error(
-                'CLOUDMAILS["WEBHOOK_SIGNING_SECRET"] must be "whsec_" followed by base64.',
+                'CLOUDMAILS["WEBHOOK_SIGNING_SECRET"] must be "whsec_" followed by base64; '
+                "the webhook ignores any other entry.",
                 hint="Copy the signing secret exactly as CloudMails shows it.",
                 id="cloudmails.E006",
             )

@@ -89,8 +89,9 @@ def _set_clause(effect: lifecycle.Effect) -> str:
 
 
 @functools.cache
-def statement(event: str, suppress: bool) -> str:
-    """The SQL for one event type (the effect's shape depends on the type only)."""
+def statement(event: str | None, suppress: bool) -> str:
+    """The SQL for one event type (the effect's shape depends on the type only); None
+    for a type the lifecycle does not know, which is only stored."""
     delivery = _q(Delivery._meta.db_table)
     events = _q(DeliveryEvent._meta.db_table)
     suppressions = _q(Suppression._meta.db_table)
@@ -122,10 +123,13 @@ def statement(event: str, suppress: bool) -> str:
         f"%(recipient)s, %(at)s, %(now)s, %(payload)s::jsonb "
         f"ON CONFLICT ({_column(DeliveryEvent, 'dedupe_key')}) DO NOTHING "
         f"RETURNING {_column(DeliveryEvent, 'id')} AS id, "
-        f"{_column(DeliveryEvent, 'delivery')} AS delivery_id), "
-        f"updated AS (UPDATE {delivery} AS d SET {_set_clause(lifecycle.effect_of(event))} "
-        f"FROM inserted WHERE d.{pk} = inserted.delivery_id RETURNING d.{pk})"
+        f"{_column(DeliveryEvent, 'delivery')} AS delivery_id)"
     )
+    if event is not None:
+        sql += (
+            f", updated AS (UPDATE {delivery} AS d SET {_set_clause(lifecycle.effect_of(event))} "  # noqa: S608
+            f"FROM inserted WHERE d.{pk} = inserted.delivery_id RETURNING d.{pk})"
+        )
     if suppress:
         columns = ", ".join(
             _column(Suppression, name)
@@ -186,13 +190,13 @@ def insert(
         "at": parsed.occurred_at,
         "now": now,
         "payload": json.dumps(parsed.raw),
-        "status": lifecycle.EVENT_STATUS[parsed.event],
+        "status": lifecycle.EVENT_STATUS.get(parsed.event),
         "w_bounce_reason": parsed.bounce_reason,
         "w_bounce_type": parsed.bounce_type,
         "address": suppression[0] if suppression else None,
         "reason": suppression[1] if suppression else None,
     }
-    sql = statement(parsed.event, suppression is not None)
+    sql = statement(parsed.event if parsed.known else None, suppression is not None)
     connection = connections[_alias(using)]
     connection.ensure_connection()
     connection.validate_no_broken_transaction()

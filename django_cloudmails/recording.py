@@ -230,7 +230,8 @@ def _record_one(parsed: ParsedEvent, using: str) -> DeliveryEvent:
     if target is not None:
         if target[1] is None:
             _learn_message_id(target[0], parsed.message_id, using)
-        apply_to_delivery(target[0], effect_for(parsed), parsed.occurred_at, using)
+        if parsed.known:  # an event type the lifecycle does not know changes nothing
+            apply_to_delivery(target[0], effect_for(parsed), parsed.occurred_at, using)
     suppression = suppression_for(parsed)
     if suppression:
         suppress(suppression[0], suppression[1], event, using=using)
@@ -296,7 +297,8 @@ def _link(event: DeliveryEvent, owner: uuid.UUID, using: str) -> bool:
     """Link an orphan and apply it; only the caller that links it applies it."""
     orphan = DeliveryEvent.objects.using(using).filter(pk=event.pk, delivery__isnull=True)
     if orphan.update(delivery_id=owner):
-        apply_to_delivery(owner, effect_for(event), event.occurred_at, using)
+        if event.event in lifecycle.EVENT_TYPES:
+            apply_to_delivery(owner, effect_for(event), event.occurred_at, using)
         return True
     return False
 

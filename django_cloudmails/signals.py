@@ -15,8 +15,8 @@ email_event = Signal()
 #: The recipient's server accepted the message. Receivers get ``delivery`` and ``event``.
 email_delivered = Signal()
 
-#: The message bounced; ``event.payload["bounce_type"]`` says hard or soft.
-#: Receivers get ``delivery`` and ``event``.
+#: The message bounced; ``delivery.bounce_type`` says hard or soft (an event without a
+#: ``bounce_type`` is a hard bounce). Receivers get ``delivery`` and ``event``.
 email_bounced = Signal()
 
 #: The recipient marked the message as spam. Receivers get ``delivery`` and ``event``.
@@ -25,8 +25,8 @@ email_complained = Signal()
 #: The recipient opened the message. Receivers get ``delivery`` and ``event``.
 email_opened = Signal()
 
-#: The recipient clicked a link (``event.payload["url"]``). Receivers get ``delivery``
-#: and ``event``.
+#: The recipient clicked a link (``event.payload.get("url")``, when the sender gave it).
+#: Receivers get ``delivery`` and ``event``.
 email_clicked = Signal()
 
 #: The recipient unsubscribed. Receivers get ``delivery`` and ``event``.

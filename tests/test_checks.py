@@ -95,6 +95,28 @@ def test_e006_malformed_webhook_secret(settings: Any) -> None:
     assert ids() == ["cloudmails.E006"]
 
 
+@pytest.mark.parametrize("pair", [":", "hook:", ":pw"])
+def test_e006_webhook_secret_with_an_empty_half_says_it_is_ignored(
+    settings: Any, pair: str
+) -> None:
+    settings.CLOUDMAILS = {"API_KEY": "k", "WEBHOOK_SECRET": ["hook:s3cret", pair]}
+
+    (error,) = check_settings()
+    assert error.id == "cloudmails.E006"
+    assert "neither half empty" in error.msg
+    assert "ignores" in error.msg
+
+
+def test_unpadded_signing_secret_passes_the_checks(settings: Any) -> None:
+    settings.CLOUDMAILS = {
+        "API_KEY": "k",
+        "WEBHOOK_SECRET": "hook:s3cret",
+        "WEBHOOK_SIGNING_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLa",
+    }
+
+    assert ids() == []
+
+
 def test_e006_signing_secret_that_is_not_base64(settings: Any) -> None:
     settings.CLOUDMAILS = {
         "API_KEY": "k",

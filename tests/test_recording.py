@@ -115,7 +115,7 @@ def test_duplicates_inside_one_request_count_once() -> None:
 
 def test_event_row_keeps_the_payload_and_facts() -> None:
     delivery = make_delivery()
-    event = record_event(parsed("clicked", 3, key="evt_1"))
+    event = record_event(parsed("clicked", 3, key="evt_1", rich=True))
     assert event is not None
     event.refresh_from_db()
     assert event.delivery_id == delivery.pk
@@ -308,28 +308,8 @@ def test_orphan_whose_row_learns_its_id_meanwhile_is_linked_by_its_request(
 
 
 @pytest.fixture
-def received() -> Any:
-    calls: list[tuple[str, Any, Any]] = []
-    connected = []
-    for name in (
-        "email_event",
-        "email_delivered",
-        "email_bounced",
-        "email_opened",
-        "email_clicked",
-        "email_complained",
-        "email_unsubscribed",
-    ):
-
-        def receiver(sender: Any, name: str = name, **kwargs: Any) -> None:
-            calls.append((name, kwargs["delivery"], kwargs["event"]))
-
-        signal = getattr(signals, name)
-        signal.connect(receiver, weak=False)
-        connected.append((signal, receiver))
-    yield calls
-    for signal, receiver in connected:
-        signal.disconnect(receiver)
+def received(signals_sent: list[tuple[str, Any, Any]]) -> list[tuple[str, Any, Any]]:
+    return signals_sent
 
 
 @pytest.mark.parametrize("name", sorted(recording.EVENT_SIGNALS))
@@ -483,3 +463,40 @@ def test_single_statement_path_needs_psycopg3(monkeypatch: pytest.MonkeyPatch) -
 
     assert pg_ingest.available() is False
     assert pg_ingest.available("default") is False
+
+
+# Event types the lifecycle does not know: stored, linked, and nothing else.
+
+
+def untouched(delivery: Delivery) -> dict[str, Any]:
+    values = Delivery.objects.values().get(pk=delivery.pk)
+    values.pop("updated_at")
+    return values
+
+
+def test_unknown_event_type_is_stored_against_its_row_and_changes_nothing() -> None:
+    delivery = make_delivery()
+    before = untouched(delivery)
+    event = record_event(parsed("dropped", 3))
+    assert event is not None
+    assert DeliveryEvent.objects.get().delivery_id == delivery.pk
+    assert untouched(delivery) == before
+    assert not Suppression.objects.exists()
+
+
+def test_unknown_event_type_sends_email_event_only(
+    received: list, django_capture_on_commit_callbacks: Any
+) -> None:
+    make_delivery()
+    with django_capture_on_commit_callbacks(execute=True):
+        record_event(parsed("dropped"))
+    assert [(call[0], call[2].event) for call in received] == [("email_event", "dropped")]
+
+
+def test_unknown_orphan_event_is_linked_later_and_changes_nothing() -> None:
+    record_event(parsed("dropped", message_id="msg_late"))
+    delivery = make_delivery(message_id="msg_late")
+    before = untouched(delivery)
+    assert apply_orphan_events(["msg_late"]) == 1
+    assert DeliveryEvent.objects.get().delivery_id == delivery.pk
+    assert untouched(delivery) == before

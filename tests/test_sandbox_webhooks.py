@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import subprocess
+import sys
 import threading
 import traceback
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,6 +23,8 @@ from django_cloudmails.sandbox import Sandbox
 API_KEY = "test-key"
 SIM = "simulator.cloudmails.test"
 FAST = (0.05, 0.1)
+#: The fields of the API reference's webhook payload, all the sandbox sends by default.
+MINIMAL = ["custom_args", "event", "message_id", "recipient", "timestamp"]
 
 
 class Receiver:
@@ -153,6 +159,51 @@ def test_webhook_signature_verifies_with_standardwebhooks(hooked_sandbox, receiv
         webhook.verify(body, headers)
 
 
+def test_webhook_signature_verifies_with_svix(hooked_sandbox, receiver):
+    from svix.webhooks import Webhook as SvixWebhook
+
+    send(hooked_sandbox, "a@example.org")
+    hooked_sandbox.wait_idle()
+    webhook = SvixWebhook(hooked_sandbox.webhook_signing_secret)
+    for headers, body in receiver.received:
+        svix_names = {k.replace("webhook-", "svix-"): v for k, v in headers.items()}
+        webhook.verify(body, svix_names)
+
+
+@pytest.mark.parametrize("padding", ["", "="], ids=["unpadded", "half-padded"])
+def test_given_secret_without_padding_signs_as_standardwebhooks_reads_it(receiver, padding):
+    secret = "whsec_" + base64.b64encode(b"k" * 22).decode().rstrip("=") + padding
+    with Sandbox(api_key=API_KEY, webhook_url=receiver.url, webhook_signing_secret=secret) as sb:
+        sb.wait_idle()
+    headers, body = receiver.received[0]
+    Webhook(secret).verify(body, headers)
+
+
+@pytest.mark.parametrize("secret", ["whsec_", "whsec_!!!!", "whsec_a"])
+def test_unusable_signing_secret_fails_before_the_sandbox_starts(secret):
+    before = sandbox_threads()
+    with pytest.raises(ValueError, match="signing secret"):
+        Sandbox(api_key=API_KEY, webhook_signing_secret=secret)
+    assert sandbox_threads() == before
+
+
+def test_sandbox_signs_with_its_own_code_not_the_package():
+    import ast
+    import inspect
+
+    import django_cloudmails.sandbox as package
+
+    for module in Path(inspect.getfile(package)).parent.glob("*.py"):
+        tree = ast.parse(module.read_text())
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert "django_cloudmails.signing" not in imported, module.name
+        assert "django_cloudmails.webhooks" not in imported, module.name
+
+
 def test_given_signing_secret_is_used(receiver):
     secret = signing.generate_secret()
     with Sandbox(api_key=API_KEY, webhook_url=receiver.url, webhook_signing_secret=secret) as sb:
@@ -180,39 +231,97 @@ def test_every_event_type_is_delivered(hooked_sandbox, receiver, local, events):
     hooked_sandbox.wait_idle()
     assert receiver.events() == events
     for body in receiver.bodies():
+        assert sorted(body) == MINIMAL
         assert body["message_id"] == message_id
         assert body["recipient"] == f"{local}@{SIM}"
         assert body["custom_args"] == {"user_id": "12345"}
         assert body["timestamp"].endswith("Z")
 
 
-def test_bounced_event_has_type_and_reason(hooked_sandbox, receiver):
-    send(hooked_sandbox, f"softbounce@{SIM}")
+@pytest.mark.parametrize("local", ["bounce", "softbounce", "click"])
+def test_events_carry_the_reference_fields_only_by_default(hooked_sandbox, receiver, local):
+    send(hooked_sandbox, f"{local}@{SIM}")
     hooked_sandbox.wait_idle()
+    assert receiver.bodies()
+    for body in receiver.bodies():
+        assert sorted(body) == MINIMAL
+
+
+@pytest.fixture
+def rich_sandbox(receiver):
+    with Sandbox(
+        api_key=API_KEY,
+        webhook_url=receiver.url,
+        webhook_retry_delays=FAST,
+        rich_events=True,
+    ) as sb:
+        sb.wait_idle()
+        yield sb
+
+
+@pytest.mark.parametrize(
+    ("local", "kind", "reason"),
+    [
+        ("bounce", "hard", "550 5.1.1 user unknown"),
+        ("softbounce", "soft", "452 4.2.2 mailbox full"),
+    ],
+)
+def test_rich_bounced_event_has_type_and_reason(rich_sandbox, receiver, local, kind, reason):
+    send(rich_sandbox, f"{local}@{SIM}")
+    rich_sandbox.wait_idle()
     (event,) = receiver.bodies()
-    assert (event["bounce_type"], event["bounce_reason"]) == ("soft", "452 4.2.2 mailbox full")
+    assert (event["bounce_type"], event["bounce_reason"]) == (kind, reason)
 
 
-def test_clicked_event_has_url(hooked_sandbox, receiver):
-    send(hooked_sandbox, f"click@{SIM}")
-    hooked_sandbox.wait_idle()
+def test_rich_clicked_event_has_url(rich_sandbox, receiver):
+    send(rich_sandbox, f"click@{SIM}")
+    rich_sandbox.wait_idle()
     assert receiver.bodies()[-1]["url"] == "https://example.com/"
 
 
-def test_batch_events_are_delivered(hooked_sandbox, receiver):
+def test_rich_delivered_event_has_nothing_more(rich_sandbox, receiver):
+    send(rich_sandbox, f"delivered@{SIM}")
+    rich_sandbox.wait_idle()
+    assert [sorted(body) for body in receiver.bodies()] == [MINIMAL]
+
+
+def status_of(sb: Sandbox, message_id: str) -> dict:
+    response = requests.get(
+        f"{sb.url}/emails/{message_id}",
+        timeout=5,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    return response.json()
+
+
+@pytest.mark.parametrize("local", ["delivered", "open", "click", "complaint"])
+def test_delivered_event_and_status_carry_the_same_instant(hooked_sandbox, receiver, local):
+    message_id = send(hooked_sandbox, f"{local}@{SIM}")
+    hooked_sandbox.wait_idle()
+    (delivered,) = [body for body in receiver.bodies() if body["event"] == "delivered"]
+    assert status_of(hooked_sandbox, message_id)["delivered_at"] == delivered["timestamp"]
+
+
+def send_batch(sb: Sandbox, local: str, count: int) -> list[str]:
+    """Send ``count`` messages to ``local+N@`` simulator addresses in one batch."""
     batch = {
         "from": "a@shop.example",
         "subject": "s",
         "html": "h",
-        "messages": [{"to": f"open+{i}@{SIM}"} for i in range(3)],
+        "messages": [{"to": f"{local}+{i}@{SIM}"} for i in range(count)],
     }
     response = requests.post(
-        f"{hooked_sandbox.url}/send/batch",
+        f"{sb.url}/send/batch",
         json=batch,
         timeout=5,
         headers={"Authorization": f"Bearer {API_KEY}"},
     )
     assert response.status_code == 202
+    return [entry["message_id"] for entry in response.json()["messages"]]
+
+
+def test_batch_events_are_delivered(hooked_sandbox, receiver):
+    send_batch(hooked_sandbox, "open", 3)
     hooked_sandbox.wait_idle()
     assert sorted(receiver.events()) == ["delivered"] * 3 + ["opened"] * 3
 
@@ -283,6 +392,67 @@ def test_batch_switch_sends_lists_of_events(hooked_sandbox, receiver):
     Webhook(hooked_sandbox.webhook_signing_secret).verify(raw, headers)
 
 
+def test_drop_rate_of_one_loses_every_event_but_the_api_knows_better(hooked_sandbox, receiver):
+    hooked_sandbox.faults.webhook_drop_rate = 1.0
+    message_id = send(hooked_sandbox, f"open@{SIM}")
+    hooked_sandbox.wait_idle()
+    assert receiver.bodies() == []
+    assert [e["event"] for e in hooked_sandbox.webhook_dropped] == ["delivered", "opened"]
+    assert [e["event"] for e in hooked_sandbox.message(message_id).events] == [
+        "delivered",
+        "opened",
+    ]
+    assert (status_of(hooked_sandbox, message_id)["status"], hooked_sandbox.webhook_failures) == (
+        "delivered",
+        [],
+    )
+
+
+def test_drop_rate_loses_a_share_of_events_decided_per_event(hooked_sandbox, receiver):
+    hooked_sandbox.faults.webhook_drop_rate = 0.5
+    message_ids = send_batch(hooked_sandbox, "delivered", 200)
+    hooked_sandbox.wait_idle()
+    delivered = {body["message_id"] for body in receiver.bodies()}
+    dropped = {event["message_id"] for event in hooked_sandbox.webhook_dropped}
+    assert delivered.isdisjoint(dropped)
+    assert delivered | dropped == set(message_ids)
+    assert 60 <= len(dropped) <= 140
+
+
+def test_dropped_events_have_no_duplicates_either(hooked_sandbox, receiver):
+    hooked_sandbox.faults.update({"webhook_drop_rate": 0.5, "duplicate_webhooks": True})
+    message_ids = send_batch(hooked_sandbox, "delivered", 50)
+    hooked_sandbox.wait_idle()
+    copies = Counter(body["message_id"] for body in receiver.bodies())
+    dropped = {event["message_id"] for event in hooked_sandbox.webhook_dropped}
+    assert set(copies.values()) == {2}
+    assert dropped
+    assert dropped.isdisjoint(copies)
+    assert dropped | set(copies) == set(message_ids)
+
+
+def test_drop_decisions_repeat_for_the_same_seed(receiver):
+    def dropped_indexes(seed: int) -> list[int]:
+        with Sandbox(api_key=API_KEY, webhook_url=receiver.url, seed=seed) as sb:
+            sb.faults.webhook_drop_rate = 0.3
+            message_ids = send_batch(sb, "delivered", 40)
+            sb.wait_idle()
+            dropped = {event["message_id"] for event in sb.webhook_dropped}
+            return [i for i, message_id in enumerate(message_ids) if message_id in dropped]
+
+    first = dropped_indexes(7)
+    assert dropped_indexes(7) == first
+    assert dropped_indexes(8) != first
+
+
+def test_drop_rate_is_a_settable_fault(hooked_sandbox):
+    root = hooked_sandbox.url.replace("/v1", "/_sandbox")
+    state = requests.post(f"{root}/faults", json={"webhook_drop_rate": 0.25}, timeout=5).json()
+    assert state["webhook_drop_rate"] == 0.25
+    hooked_sandbox.faults.clear()
+    assert hooked_sandbox.faults.webhook_drop_rate == 0.0
+
+
 def test_emit_queues_a_hand_made_event(hooked_sandbox, receiver):
     message_id = send(hooked_sandbox, f"deferred@{SIM}")
     hooked_sandbox.wait_idle()
@@ -310,6 +480,65 @@ def test_wait_idle_raises_timeout_error_when_busy(receiver):
         receiver.wait_for(1)
         with pytest.raises(TimeoutError):
             sb.wait_idle(timeout=0.05)
+
+
+# The command line switches.
+
+
+def run_cli(*args: str):
+    """The sandbox's command line on a free port, and its API base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django_cloudmails.sandbox", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return process, process.stdout.readline().split()[3].rstrip(";")
+
+
+def cli_send(url: str, to: str) -> None:
+    response = requests.post(
+        f"{url}/send",
+        json={"to": to, "from": "a@shop.example", "subject": "s", "html": "h"},
+        timeout=5,
+        headers={"Authorization": "Bearer sandbox-key"},
+    )
+    assert response.status_code == 200
+
+
+def stop_cli(process) -> None:
+    process.terminate()
+    assert process.wait(timeout=10) == 0
+    process.stdout.close()
+
+
+def test_command_line_rich_events_switch(receiver):
+    process, url = run_cli("--webhook-url", receiver.url, "--rich-events")
+    try:
+        cli_send(url, f"bounce@{SIM}")
+        receiver.wait_for(2)
+    finally:
+        stop_cli(process)
+    (event,) = receiver.bodies()
+    assert (event["bounce_type"], event["bounce_reason"]) == ("hard", "550 5.1.1 user unknown")
+
+
+def test_command_line_sends_the_reference_shape_by_default(receiver):
+    process, url = run_cli("--webhook-url", receiver.url)
+    try:
+        cli_send(url, f"bounce@{SIM}")
+        receiver.wait_for(2)
+    finally:
+        stop_cli(process)
+    assert [sorted(body) for body in receiver.bodies()] == [MINIMAL]
+
+
+def test_command_line_sets_the_webhook_drop_rate():
+    process, url = run_cli("--webhook-drop-rate", "0.4")
+    try:
+        faults = requests.get(url.replace("/v1", "/_sandbox/faults"), timeout=5).json()
+    finally:
+        stop_cli(process)
+    assert faults["webhook_drop_rate"] == 0.4
 
 
 # Webhook credentials stay out of the unauthenticated inspection API and error messages.

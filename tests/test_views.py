@@ -80,7 +80,10 @@ def test_ping_is_200_and_changes_nothing(client: Client) -> None:
 
 def test_event_is_recorded_and_counted(client: Client, delivery: Delivery) -> None:
     response = post(client, event_body("opened"), **{"webhook-id": "evt_1"})
-    assert (response.status_code, response.json()) == (200, {"received": 1, "new": 1})
+    assert (response.status_code, response.json()) == (
+        200,
+        {"received": 1, "new": 1, "invalid": []},
+    )
     delivery.refresh_from_db()
     assert delivery.opens == 1
 
@@ -88,30 +91,48 @@ def test_event_is_recorded_and_counted(client: Client, delivery: Delivery) -> No
 def test_redelivered_event_is_200_with_nothing_new(client: Client, delivery: Delivery) -> None:
     post(client, event_body("opened"), **{"webhook-id": "evt_1"})
     response = post(client, event_body("opened"), **{"webhook-id": "evt_1"})
-    assert response.json() == {"received": 1, "new": 0}
+    assert response.json() == {"received": 1, "new": 0, "invalid": []}
 
 
 def test_list_of_every_event_type_is_recorded(client: Client, delivery: Delivery) -> None:
     names = ["delivered", "opened", "clicked", "unsubscribed", "complained", "bounced"]
     response = post(client, [event_body(name) for name in names], **{"webhook-id": "evt_list"})
-    assert response.json() == {"received": 6, "new": 6}
+    assert response.json() == {"received": 6, "new": 6, "invalid": []}
     delivery.refresh_from_db()
     assert (delivery.status, delivery.opens, delivery.clicks) == ("bounced", 1, 1)
 
 
-def test_malformed_body_is_400_json_and_logged(
+def test_unreadable_lone_event_is_400_json_and_logged(
     client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="django_cloudmails"):
-        response = post(client, event_body("exploded"))
+        response = post(client, event_body(message_id=""))
     assert response.status_code == 400
-    assert "unknown event" in response.json()["error"]
-    assert "unknown event" in caplog.text
+    assert response.json() == {"error": "'message_id' must not be empty."}
+    assert "'message_id' must not be empty" in caplog.text
     assert not DeliveryEvent.objects.exists()
 
 
-def test_bad_item_in_a_list_records_nothing(client: Client, delivery: Delivery) -> None:
-    assert post(client, [event_body("opened"), {"event": "opened"}]).status_code == 400
+def test_unreadable_item_of_a_list_is_reported_and_logged_the_rest_recorded(
+    client: Client, delivery: Delivery, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="django_cloudmails"):
+        response = post(client, [event_body("opened"), {"event": "opened"}])
+    assert (response.status_code, response.json()) == (
+        200,
+        {"received": 1, "new": 1, "invalid": [{"index": 1, "error": "missing 'message_id'."}]},
+    )
+    assert "events[1]: missing 'message_id'" in caplog.text
+    assert list(DeliveryEvent.objects.values_list("event", flat=True)) == ["opened"]
+
+
+def test_list_of_which_nothing_can_be_read_is_400_naming_each_item(client: Client) -> None:
+    response = post(client, [{"event": "opened"}, 3])
+    assert response.status_code == 400
+    assert response.json()["invalid"] == [
+        {"index": 0, "error": "missing 'message_id'."},
+        {"index": 1, "error": "an event must be a JSON object."},
+    ]
     assert not DeliveryEvent.objects.exists()
 
 
@@ -122,19 +143,45 @@ def test_oversized_body_is_413(client: Client, settings: Any) -> None:
     assert "error" in response.json()
 
 
-def test_body_without_content_length_is_cut_off_by_the_bounded_read() -> None:
+def chunked_request(body: bytes, *, terminated: bool) -> Any:
+    """A request as a WSGI server hands over a chunked body: no Content-Length."""
     from django.test import RequestFactory
-
-    from django_cloudmails.views import read_body
-    from django_cloudmails.webhooks import WebhookError
 
     request = RequestFactory().post("/", b"", content_type="application/json")
     request.META.pop("CONTENT_LENGTH", None)
-    request._stream = io.BytesIO(b"x" * 10_000)  # a chunked body, as under gunicorn
+    request.META["HTTP_TRANSFER_ENCODING"] = "chunked"
+    request.META["wsgi.input"] = io.BytesIO(body)
+    if terminated:
+        request.META["wsgi.input_terminated"] = True
+    return request
+
+
+def test_chunked_body_is_read_from_a_server_that_terminates_its_input() -> None:
+    from django_cloudmails.views import read_body
+
+    body = json.dumps([event_body()] * 50).encode()
+    assert read_body(chunked_request(body, terminated=True), 10_000) == body
+
+
+def test_chunked_body_past_the_limit_is_413_after_a_bounded_read() -> None:
+    from django_cloudmails.views import read_body
+    from django_cloudmails.webhooks import WebhookError
+
+    request = chunked_request(b"x" * 10_000, terminated=True)
     with pytest.raises(WebhookError) as info:
         read_body(request, 100)
     assert info.value.status == 413
-    assert request._stream.tell() <= 101
+    assert request.META["wsgi.input"].tell() <= 101
+
+
+def test_chunked_body_on_a_server_that_cannot_give_it_is_411_saying_why() -> None:
+    from django_cloudmails.views import read_body
+    from django_cloudmails.webhooks import WebhookError
+
+    with pytest.raises(WebhookError) as info:
+        read_body(chunked_request(b"{}", terminated=False), 100)
+    assert info.value.status == 411
+    assert "Content-Length" in info.value.reason
 
 
 def test_secrets_and_authorization_are_never_logged(
@@ -208,27 +255,40 @@ _json_values = st.recursive(
 )
 _event_like = st.fixed_dictionaries(
     {
-        "event": st.sampled_from(["delivered", "bounced", "opened", "clicked", "ping", "x"]),
+        "event": st.one_of(
+            st.sampled_from(
+                ["delivered", "Bounced", "opened", "clicked", "ping", "test", "x", "", "deferred"]
+            ),
+            _json_values,
+        ),
         "message_id": st.one_of(st.text(max_size=200), _json_values),
         "timestamp": st.one_of(
             st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
             st.text(max_size=40),
+            st.integers(),
+            st.floats(),
+            st.integers(min_value=0, max_value=10**15).map(str),
             _json_values,
         ),
         "recipient": st.one_of(st.text(max_size=400), _json_values),
     },
     optional={
         "custom_args": _json_values,
-        "bounce_type": st.sampled_from(["hard", "soft", "", 1]),
+        "bounce_type": st.one_of(st.sampled_from(["hard", "SOFT", "permanent", ""]), _json_values),
         "bounce_reason": _json_values,
+        "reason": _json_values,
         "url": _json_values,
+        "type": _json_values,
     },
 )
 _bodies = st.one_of(
     st.binary(max_size=300),
     _json_values.map(lambda v: json.dumps(v).encode()),
     _event_like.map(lambda v: json.dumps(v).encode()),
-    st.lists(_event_like, max_size=4).map(lambda v: json.dumps(v).encode()),
+    st.lists(st.one_of(_event_like, _json_values), max_size=4).map(
+        lambda v: json.dumps(v).encode()
+    ),
+    st.integers(min_value=60, max_value=2000).map(lambda n: b"[" * n + b"]" * n),
 )
 
 

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import fields
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -16,7 +17,6 @@ from django.test.testcases import LiveServerThread
 from django_cloudmails import lifecycle
 from django_cloudmails.lifecycle import Tracking
 from django_cloudmails.models import Delivery, DeliveryEvent, Suppression
-from django_cloudmails.webhooks import parse_timestamp
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,18 +101,26 @@ def send_all(
     return deliveries
 
 
-def expected_tracking(sandbox: Any, message_id: str) -> Tracking:
-    events = sorted(
-        sandbox.message(message_id).events, key=lambda e: parse_timestamp(e["timestamp"], "")
+def moment(event: dict[str, Any]) -> datetime:
+    """The sandbox's timestamp (``...T14:30:00.123456Z``) as an aware datetime."""
+    return datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=timezone.utc
     )
+
+
+def expected_tracking(sandbox: Any, message_id: str) -> Tracking:
+    """The row the sandbox's events should give. A ``bounced`` event in the reference's
+    shape has neither type nor reason: it is a hard bounce (the reference's ``bounced``
+    is "rejected by recipient server")."""
+    events = sorted(sandbox.message(message_id).events, key=moment)
     return lifecycle.replay(
         (
             lifecycle.effect_of(
                 e["event"],
                 bounce_reason=e.get("bounce_reason", ""),
-                bounce_type=e.get("bounce_type", ""),
+                bounce_type=e.get("bounce_type", "hard"),
             ),
-            parse_timestamp(e["timestamp"], ""),
+            moment(e),
         )
         for e in events
     )
@@ -169,11 +177,62 @@ def test_every_event_type_from_the_sandbox_lands_in_the_rows(
         "click": "delivered",
         "unsubscribe": "delivered",
     }
+    # Without bounce_type (the reference's shape) the soft bounce's final bounce is hard.
     assert dict(Suppression.objects.values_list("address", "reason")) == {
         f"bounce@{SIM}": "hard_bounce",
+        f"softbounce@{SIM}": "hard_bounce",
         f"complaint@{SIM}": "complained",
         f"unsubscribe@{SIM}": "unsubscribed",
     }
+
+
+def test_rich_events_from_the_sandbox_keep_the_bounce_type_and_reason(
+    sandbox: Any, webhook_server: Any, session: requests.Session
+) -> None:
+    sandbox.rich_events = True
+    sandbox.configure_webhook(webhook_url(webhook_server))
+    deliveries = send_all(sandbox, session, fates=("bounce", "softbounce", "click"))
+    sandbox.wait_idle(timeout=30)
+    assert {status for _, status, _ in sandbox.webhook_attempts} == {200}
+    assert_rows_match_the_sandbox(sandbox, deliveries)
+    facts = {d.to_email.partition("@")[0]: (d.bounce_type, d.bounce_reason) for d in deliveries}
+    assert facts == {
+        "bounce": ("hard", "550 5.1.1 user unknown"),
+        "softbounce": ("soft", "452 4.2.2 mailbox full"),
+        "click": ("", ""),
+    }
+    assert DeliveryEvent.objects.get(event="clicked").payload["url"] == "https://example.com/"
+    assert dict(Suppression.objects.values_list("address", "reason")) == {
+        f"bounce@{SIM}": "hard_bounce"
+    }
+
+
+def test_rows_agree_with_the_api_status_on_delivery_time(
+    sandbox: Any, webhook_server: Any, session: requests.Session
+) -> None:
+    sandbox.configure_webhook(webhook_url(webhook_server))
+    deliveries = send_all(sandbox, session, fates=("delivered", "open", "click"))
+    sandbox.wait_idle(timeout=30)
+    for delivery in deliveries:
+        delivery.refresh_from_db()
+        status = session.get(f"{sandbox.url}/emails/{delivery.message_id}", timeout=5).json()
+        assert (delivery.status, delivery.delivered_at) == (
+            status["status"],
+            moment({"timestamp": status["delivered_at"]}),
+        )
+
+
+def test_events_the_sandbox_drops_never_reach_the_rows(
+    sandbox: Any, webhook_server: Any, session: requests.Session
+) -> None:
+    sandbox.configure_webhook(webhook_url(webhook_server))
+    sandbox.wait_idle()
+    sandbox.faults.webhook_drop_rate = 1.0
+    (delivery,) = send_all(sandbox, session, fates=("delivered",))
+    sandbox.wait_idle(timeout=30)
+    delivery.refresh_from_db()
+    assert [e["event"] for e in sandbox.webhook_dropped] == ["delivered"]
+    assert (delivery.status, DeliveryEvent.objects.exists()) == ("sent", False)
 
 
 def test_signed_webhooks_from_the_sandbox_verify(

@@ -1,7 +1,7 @@
 """A local CloudMails API simulator for tests, development and benchmarks.
 
-Standard library only (plus :mod:`django_cloudmails.limits` and
-:mod:`django_cloudmails.signing`), so it never needs Django configured::
+Standard library only, so it never needs Django configured; it signs webhooks with its
+own code, never the package's, so that it can catch the package's mistakes::
 
     from django_cloudmails.sandbox import Sandbox
 
@@ -14,7 +14,9 @@ or from a shell: ``python -m django_cloudmails.sandbox --port 8025``.
 Simulator addresses at ``simulator.cloudmails.test`` (``delivered@``, ``bounce@``,
 ``softbounce@``, ``deferred@``, ``complaint@``, ``open@``, ``click@``, ``unsubscribe@``,
 ``reject@``, each with an optional ``+label``) decide each message's fate; ``sb.faults``
-switches on errors, latency, dropped connections and lost responses.
+switches on errors, latency, dropped connections, lost responses and lost, duplicated or
+reordered webhooks. Webhook events carry the API reference's fields only, unless
+``Sandbox(rich_events=True)``.
 """
 
 from __future__ import annotations

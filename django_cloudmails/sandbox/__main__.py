@@ -60,7 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of API requests answered with 500",
     )
     parser.add_argument("--latency", type=float, default=0.0, metavar="S")
+    parser.add_argument(
+        "--webhook-drop-rate",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="share of webhook events never delivered at all",
+    )
     parser.add_argument("--event-delay", type=float, default=0.0, metavar="S")
+    parser.add_argument(
+        "--rich-events",
+        action="store_true",
+        help="add bounce_type, bounce_reason and url to webhook events "
+        "(default: only the API reference's fields)",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--keep-requests",
@@ -84,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         webhook_signing_secret=args.webhook_signing_secret,
         webhook_retry_delays=args.webhook_retry_delays,
         event_delay=args.event_delay,
+        rich_events=args.rich_events,
         rate_limit=args.rate_limit,
         seed=args.seed,
         keep_requests=args.keep_requests,
@@ -91,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sandbox.faults.error_rate = args.fault_rate
     sandbox.faults.latency = args.latency
+    sandbox.faults.webhook_drop_rate = args.webhook_drop_rate
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

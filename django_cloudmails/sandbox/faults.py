@@ -21,6 +21,7 @@ SETTABLE = (
     "duplicate_webhooks",
     "shuffle_webhooks",
     "webhook_batch",
+    "webhook_drop_rate",
 )
 
 
@@ -46,7 +47,11 @@ class Faults:
         self.duplicate_webhooks = False
         self.shuffle_webhooks = False
         self.webhook_batch = 1
+        #: Share of webhook events never delivered at all, decided per event.
+        self.webhook_drop_rate = 0.0
         self.random = random.Random(seed)
+        # Its own stream, so that webhook drops repeat for a seed whatever the API does.
+        self._webhook_random = random.Random(None if seed is None else f"webhooks-{seed}")
         self._lock = threading.Lock()
         self._fail: list[int] = []
         self._throttle: list[int] = []
@@ -84,6 +89,15 @@ class Faults:
         self.error_status = 500
         self.duplicate_webhooks = self.shuffle_webhooks = False
         self.webhook_batch = 1
+        self.webhook_drop_rate = 0.0
+
+    def drop_webhook(self) -> bool:
+        """Whether the next webhook event is lost for good (``webhook_drop_rate``)."""
+        rate = self.webhook_drop_rate
+        if not rate:
+            return False
+        with self._lock:
+            return self._webhook_random.random() < rate
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply a JSON object of fault fields (and ``*_next`` counts)."""

@@ -3,6 +3,12 @@
 A small scheduler (a heap of due tasks) so that ``event_delay`` spaces out a message's
 timeline without a thread per message. With no delay, all of a batch's steps run in one
 go and their events reach the webhook sender together.
+
+Events go out in the API reference's own shape (``event``, ``message_id``,
+``timestamp``, ``recipient``, ``custom_args`` and nothing else), so that every test
+against the sandbox exercises what CloudMails documents; ``rich_events`` adds the
+fields some ESPs send (``bounce_type``, ``bounce_reason``, ``url``). A step's status
+change and its event carry the same instant, so ``GET /emails/{id}`` and the event agree.
 """
 
 from __future__ import annotations
@@ -10,26 +16,31 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 from .fates import Step, fate_of
+from .notifier import WebhookSender
 from .state import Activity, MessageStore, SandboxMessage, isoformat, utcnow
-from .webhooks import WebhookSender
 from .worker import Worker
 
 Task = Callable[[], None]
 
 
 def build_event(
-    message: SandboxMessage, event: str, extra: dict[str, Any] | None = None
+    message: SandboxMessage,
+    event: str,
+    at: datetime,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A webhook event object for ``message`` in the wire format."""
+    """A webhook event for ``message`` that happened ``at``, in the reference's shape;
+    ``extra`` adds fields."""
     body: dict[str, Any] = {
         "event": event,
         "message_id": message.message_id,
-        "timestamp": isoformat(utcnow()),
+        "timestamp": isoformat(at),
         "recipient": message.recipient,
         "custom_args": message.payload.get("custom_args") or {},
     }
@@ -50,11 +61,13 @@ class Processor(Worker):
         sender: WebhookSender,
         activity: Activity,
         event_delay: float = 0.0,
+        rich_events: bool = False,
     ) -> None:
         self.store = store
         self.sender = sender
         self.activity = activity
         self.event_delay = event_delay
+        self.rich_events = rich_events
         super().__init__()
         self.errors: list[BaseException] = []
         self._heap: list[tuple[float, int, Task]] = []
@@ -88,7 +101,7 @@ class Processor(Worker):
 
     def emit(self, message: SandboxMessage, event: str, extra: dict[str, Any]) -> dict[str, Any]:
         """Record a hand-made event on ``message`` and queue its webhook."""
-        body = build_event(message, event, extra)
+        body = build_event(message, event, utcnow(), extra)
         with self.store.lock:
             message.events.append(body)
         self.sender.enqueue([body])
@@ -134,7 +147,8 @@ class Processor(Worker):
                     message.opens += 1
                 elif step.event == "clicked":
                     message.clicks += 1
-                event = build_event(message, step.event, step.extra)
+                extra = step.extra if self.rich_events else None
+                event = build_event(message, step.event, now, extra)
                 message.events.append(event)
                 events.append(event)
         return events

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from django_cloudmails.signing import generate_secret
-
 from .api import SandboxAPI
 from .faults import Faults
+from .notifier import WebhookSender, make_target
 from .processing import Processor
 from .server import SandboxHTTPServer
+from .signer import new_secret
 from .state import (
     Activity,
     IdempotencyStore,
@@ -27,7 +27,6 @@ from .state import (
     SandboxMessage,
 )
 from .validation import SenderPolicy
-from .webhooks import WebhookSender, make_target
 
 DEFAULT_RETRY_DELAYS = (1, 5, 30, 120)
 
@@ -46,6 +45,7 @@ class Sandbox:
         webhook_signing_secret: str | None = None,
         webhook_retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         event_delay: float = 0.0,
+        rich_events: bool = False,
         rate_limit: float | None = None,
         seed: int | None = None,
         keep_requests: int | None = None,
@@ -61,7 +61,7 @@ class Sandbox:
         self.keep_requests = keep_requests
         # Validated here, before start() binds a port or starts a thread.
         self._initial_webhook = make_target(webhook_url)
-        self.webhook_signing_secret = webhook_signing_secret or generate_secret()
+        self.webhook_signing_secret = webhook_signing_secret or new_secret()
         self._rng = random.Random(seed)
         self.faults = Faults(seed)
         self.requests: list[RequestRecord] = []
@@ -83,6 +83,7 @@ class Sandbox:
             sender=self._sender,
             activity=self._activity,
             event_delay=event_delay,
+            rich_events=rich_events,
         )
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -167,6 +168,16 @@ class Sandbox:
         return self._sender.url
 
     @property
+    def rich_events(self) -> bool:
+        """Whether events carry ``bounce_type``, ``bounce_reason`` and ``url`` besides the
+        API reference's fields (settable at any time; events already queued keep theirs)."""
+        return self._processor.rich_events
+
+    @rich_events.setter
+    def rich_events(self, value: bool) -> None:
+        self._processor.rich_events = bool(value)
+
+    @property
     def webhook_attempts(self) -> list[tuple[str, int | str, bytes]]:
         """``(webhook_id, status code or error text, body)`` per delivery attempt."""
         return self._sender.attempts
@@ -175,6 +186,12 @@ class Sandbox:
     def webhook_failures(self) -> list[tuple[str, bytes]]:
         """``(webhook_id, body)`` of deliveries given up after the last retry."""
         return self._sender.given_up
+
+    @property
+    def webhook_dropped(self) -> list[dict[str, Any]]:
+        """Events the ``webhook_drop_rate`` fault never sent (still in ``message.events``
+        and reflected by ``GET /emails/{id}``)."""
+        return self._sender.dropped
 
     @property
     def processing_errors(self) -> list[BaseException]:

@@ -3,7 +3,8 @@
 At-least-once with a retry schedule, as real ESPs deliver: a non-2xx answer or a
 connection error is retried after each delay of ``retry_delays`` with the same
 ``webhook-id`` (re-signed with a fresh timestamp), then given up. Fault switches make
-it send duplicates, deliver out of order, or put several events in one JSON list.
+it lose events outright (``webhook_drop_rate``), send duplicates, deliver out of order,
+or put several events in one JSON list.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from django_cloudmails.signing import sign
-
 from .faults import Faults
+from .signer import secret_key, signature
 from .state import Activity, isoformat, utcnow
 from .worker import Worker
 
@@ -118,7 +118,7 @@ class WebhookSender(Worker):
         timeout: float = 5.0,
     ) -> None:
         super().__init__()
-        self.secret = secret
+        self.key = secret_key(secret)
         self.retry_delays = tuple(retry_delays)
         self.faults = faults
         self.activity = activity
@@ -126,6 +126,8 @@ class WebhookSender(Worker):
         self.timeout = timeout
         self.attempts: list[tuple[str, int | str, bytes]] = []
         self.given_up: list[tuple[str, bytes]] = []
+        #: Events the ``webhook_drop_rate`` fault kept from ever being sent.
+        self.dropped: list[dict[str, Any]] = []
         self._target: _Target | None = None
         self._conn: http.client.HTTPConnection | None = None
         self._conn_target: _Target | None = None
@@ -165,15 +167,21 @@ class WebhookSender(Worker):
                 self._cond.notify_all()
 
     def enqueue(self, events: Sequence[dict[str, Any]]) -> None:
-        """Queue events for delivery (nothing happens without a URL)."""
+        """Queue events for delivery (nothing happens without a URL); the drop fault
+        decides, event by event, which never go out."""
         if self._target is None or not events:
             return
         copies = 2 if self.faults.duplicate_webhooks else 1
         with self._cond:
+            queued = 0
             for event in events:
+                if self.faults.drop_webhook():
+                    self.dropped.append(event)
+                    continue
                 webhook_id = self.new_id()
                 self._fresh.extend([(webhook_id, event)] * copies)
-            self.activity.add(len(events) * copies)
+                queued += copies
+            self.activity.add(queued)
             self._cond.notify_all()
 
     def clear(self) -> None:
@@ -181,6 +189,7 @@ class WebhookSender(Worker):
         with self._cond:
             self.attempts.clear()
             self.given_up.clear()
+            self.dropped.clear()
 
     # The sender thread.
 
@@ -248,7 +257,7 @@ class WebhookSender(Worker):
             "User-Agent": USER_AGENT,
             "webhook-id": delivery.webhook_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(self.secret, delivery.webhook_id, timestamp, delivery.body),
+            "webhook-signature": signature(self.key, delivery.webhook_id, timestamp, delivery.body),
         }
         if target.authorization:
             headers["Authorization"] = target.authorization

@@ -295,25 +295,13 @@ class CeleryEmailBackend(_CloudMailsBackend):
         requests = dispatch.chunks(pending, pacing.request_size(self.settings))
         self._write(emails, rows_by_email, requests, batch=False)
         if pending:
+            from .sending import task_ids
+
             transaction.on_commit(
-                partial(_enqueue, _task_ids(requests, self.settings.batch_size)),
+                partial(_enqueue, task_ids(requests, self.settings.batch_size)),
                 using=router.db_for_write(Delivery),
             )
         return sum(all(row.status == lifecycle.QUEUED for row in group) for group in rows_by_email)
-
-
-def _task_ids(requests: list[list[Delivery]], size: int) -> list[list[str]]:
-    """The ids of each task: whole requests, at most ``size`` rows a task."""
-    tasks: list[list[str]] = []
-    current: list[str] = []
-    for rows in requests:
-        if current and len(current) + len(rows) > size:
-            tasks.append(current)
-            current = []
-        current.extend(str(row.pk) for row in rows)
-    if current:
-        tasks.append(current)
-    return tasks
 
 
 def _enqueue(tasks: list[list[str]]) -> None:

@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,9 +64,10 @@ class SendReport:
     def summary(self) -> str:
         skipped = self.given - self.claimed
         note = f" ({skipped} of the ids given were not queued or claimed elsewhere)"
+        requests = f"{self.requests} request{'' if self.requests == 1 else 's'}"
         return (
             f"sent {self.sent}, failed {self.failed}, unknown {self.unknown} of "
-            f"{self.claimed} rows in {self.requests} requests, {self.seconds:.3f} s"
+            f"{self.claimed} rows in {requests}, {self.seconds:.3f} s"
             f"{note if skipped > 0 else ''}"
         )
 
@@ -165,16 +166,22 @@ def unclaimed_requests(
         .order_by("created_at", "idempotency_key")
         .values_list("pk", "idempotency_key")[:limit]
     )
-    size = app_settings.batch_size
+    requests: dict[str, list[str]] = defaultdict(list)
+    for pk, key in found:
+        requests[key].append(str(pk))
+    return task_ids(requests.values(), app_settings.batch_size)
+
+
+def task_ids(requests: Iterable[Sequence[Any]], size: int) -> list[list[str]]:
+    """The ids of each task for rows grouped as requests (rows or ids): whole requests,
+    at most ``size`` rows a task (a larger request is a task of its own)."""
     tasks: list[list[str]] = []
     current: list[str] = []
-    previous = None
-    for pk, key in found:
-        if len(current) >= size and key != previous:
+    for rows in requests:
+        if current and len(current) + len(rows) > size:
             tasks.append(current)
             current = []
-        current.append(str(pk))
-        previous = key
+        current.extend(str(getattr(row, "pk", row)) for row in rows)
     if current:
         tasks.append(current)
     return tasks

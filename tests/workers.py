@@ -196,12 +196,25 @@ class WorkerPool:
         return "\n".join(worker.output() for worker in self.workers)
 
     def stop(self) -> None:
+        """End every worker. Those with no task running get SIGKILL (a warm shutdown
+        of a worker on a polling transport takes seconds); others a warm shutdown."""
+        busy = self.busy()
         for worker in self.workers:
             if worker.process.poll() is None:
-                worker.process.send_signal(signal.SIGTERM)
+                worker.process.send_signal(signal.SIGTERM if worker.pid in busy else signal.SIGKILL)
         for worker in self.workers:
             worker.stop()
         self.events.close()
+
+    def busy(self) -> set[int]:
+        """The pids of workers that started a task they have not finished."""
+        running: dict[str, int] = {}
+        for event in self.events.history:
+            if event["event"] == "started":
+                running[event["task_id"]] = event["pid"]
+            elif event["event"] == "finished":
+                running.pop(event["task_id"], None)
+        return set(running.values())
 
     @staticmethod
     def _check_alive(workers: list[Worker]) -> None:

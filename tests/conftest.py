@@ -67,7 +67,11 @@ def celery_queue() -> Iterator[str]:
     yield name
     if not settings.CELERY_BROKER_URL.startswith("filesystem"):
         with app.connection_for_write() as connection:
-            connection.default_channel.queue_delete(name)
+            channel = connection.default_channel
+            queue = app.amqp.queues[name](channel)
+            queue.declare()  # kombu deletes only the bindings it knows of
+            queue.delete()
+            queue.exchange(channel).delete()
 
 
 @pytest.fixture

@@ -40,6 +40,8 @@ from typing import Any
 import requests
 from send_throughput import ROOT, start_sandbox
 
+from tests.workers import worker_command
+
 SUBJECT = "{{name}}, your code {{code}}"
 HTML = "<p>Hello {{name}},</p><p>your code is <b>{{code}}</b>.</p>"
 TEXT = "Hello {{name}}, your code is {{code}}."
@@ -75,20 +77,7 @@ class Worker:
 
     def __init__(self, number: int, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "example_project",
-                "worker",
-                "--pool=solo",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                f"--hostname=bench{number}-{os.getpid()}@%h",
-            ],
+            worker_command("example_project", f"bench{number}"),
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,21 @@ def cloudmails_settings(settings: Any, sandbox: Any) -> dict[str, Any]:
         "RETRY_MAX_BACKOFF": 0.0,
     }
     return settings.CLOUDMAILS  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def use_mailer(settings: Any) -> Callable[[str], None]:
+    """``use_mailer(path)`` makes that backend the default mailer (MAILERS on Django 6.1,
+    EMAIL_BACKEND before), for this test."""
+    import django
+
+    def use(backend: str) -> None:
+        if django.VERSION >= (6, 1):
+            settings.MAILERS = {"default": {"BACKEND": backend}}
+        else:
+            settings.EMAIL_BACKEND = backend
+
+    return use
 
 
 # Celery: real worker processes on the test run's broker, sharing the test database.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -22,9 +23,12 @@ from tests.database import is_postgresql, postgresql
 #: One id per test run, inherited by its worker processes: their queue, their folder.
 RUN_ID = os.environ.setdefault("CLOUDMAILS_TEST_RUN", uuid.uuid4().hex[:12])
 RUN_DIR = Path(tempfile.gettempdir()) / f"cloudmails-tests-{RUN_ID}"
-RUN_DIR.mkdir(exist_ok=True)
 #: Set for a worker process: the test database it shares with the test process.
 WORKER_DATABASE = os.environ.get("CLOUDMAILS_TEST_DATABASE")
+#: A test run or one of its workers (not mypy's plugin, say): it needs the folder.
+RUNNING = "pytest" in sys.modules or WORKER_DATABASE is not None
+if RUNNING:
+    RUN_DIR.mkdir(exist_ok=True)
 
 SECRET_KEY = "tests-only"
 USE_TZ = True
@@ -105,11 +109,11 @@ CLOUDMAILS = {
 }
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = (
-    filesystem_transport_options(RUN_DIR / "broker", polling_interval=0.05)
-    if CELERY_BROKER_URL == "filesystem://"
-    else {"visibility_timeout": 60}
-)
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 60}
+if CELERY_BROKER_URL == "filesystem://" and RUNNING:
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(
+        RUN_DIR / "broker", polling_interval=0.05
+    )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 #: A queue of this run's own: parallel runs on one Redis or RabbitMQ never share tasks.
 CELERY_TASK_DEFAULT_QUEUE = f"cloudmails-tests-{RUN_ID}"

@@ -28,12 +28,9 @@ needs_mailers = pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is D
 
 
 @pytest.fixture
-def celery_backend(settings: Any, cloudmails_settings: dict[str, Any]) -> dict[str, Any]:
+def celery_backend(use_mailer: Any, cloudmails_settings: dict[str, Any]) -> dict[str, Any]:
     """Route Django's mail API to CeleryEmailBackend; returns the CLOUDMAILS dict."""
-    if django.VERSION >= (6, 1):
-        settings.MAILERS = {"default": {"BACKEND": OURS}}
-    else:
-        settings.EMAIL_BACKEND = OURS
+    use_mailer(OURS)
     return cloudmails_settings
 
 

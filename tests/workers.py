@@ -24,6 +24,25 @@ ROOT = Path(__file__).resolve().parent.parent
 Event = dict[str, Any]
 
 
+def worker_command(app: str, name: str) -> list[str]:
+    """``celery -A app worker`` as the tests and benchmarks run it: one process (the solo
+    pool, so a SIGKILL ends the task it runs), no gossip, mingle or heartbeat traffic."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "worker",
+        "--pool=solo",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        f"--hostname={name}-{os.getpid()}@%h",
+    ]
+
+
 class Events:
     """Events from every worker, in arrival order; waiting consumes them."""
 
@@ -147,20 +166,7 @@ class WorkerPool:
             log = self.folder / f"worker-{number}.log"
             with log.open("wb") as output:
                 process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "tests.celery_app",
-                        "worker",
-                        "--pool=solo",
-                        "--loglevel=INFO",
-                        "--without-gossip",
-                        "--without-mingle",
-                        "--without-heartbeat",
-                        f"--hostname=worker{number}-{os.getpid()}@localhost",
-                    ],
+                    worker_command("tests.celery_app", f"worker{number}"),
                     cwd=ROOT,
                     env=env,
                     stdout=output,

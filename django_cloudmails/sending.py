@@ -57,6 +57,8 @@ class SendReport:
     unknown: int = 0
     requests: int = 0
     seconds: float = 0.0
+    #: The claim's time (ISO 8601): a retry passes it back to own the same rows.
+    claimed_at: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,18 +86,20 @@ class Claim:
         return (row for rows in self.requests for row in rows)
 
 
-def send_deliveries(ids: Sequence[str]) -> SendReport:
+def send_deliveries(ids: Sequence[str], *, claimed_at: datetime | None = None) -> SendReport:
     """Claim the queued, unclaimed rows among ``ids`` (with the rest of their requests),
     send them and store each outcome; log one line and return the counts.
 
-    A configuration error of a row's alias raises before anything is claimed, so the rows
-    stay for a later run (``recover_deliveries`` re-enqueues them).
+    ``claimed_at`` is for a retry of a run that claimed the rows at that time: see
+    :func:`claim`. A configuration error of a row's alias raises before anything is
+    claimed, so the rows stay for a later run (``recover_deliveries`` re-enqueues them).
     """
     started = time.perf_counter()
     report = SendReport(given=len(ids))
     for alias in _aliases(ids):
         check_configuration(settings_for_alias(alias))
-    claimed = claim(ids)
+    claimed = claim(ids, owned_at=claimed_at)
+    report.claimed_at = claimed.at.isoformat()
     by_alias: dict[str, list[list[Delivery]]] = defaultdict(list)
     for rows in claimed.requests:
         by_alias[rows[0].alias].append(rows)
@@ -114,13 +118,17 @@ def send_deliveries(ids: Sequence[str]) -> SendReport:
     return report
 
 
-def claim(ids: Sequence[str]) -> Claim:
+def claim(ids: Sequence[str], *, owned_at: datetime | None = None) -> Claim:
     """Claim the queued, unclaimed rows among ``ids`` and every row of their requests.
 
     The candidates are locked in primary-key order (``SELECT ... FOR UPDATE``; on SQLite
     by taking the database's write lock first), then stamped in the same transaction:
     a competing claim waits, then finds them taken. Whoever locks a request's first row
     holds the whole request, so a request is never split between two workers.
+
+    ``owned_at`` renews a claim instead (a retry of the task that made it): only rows
+    still stamped with exactly that time, ``queued`` or ``unknown``, are taken, so a
+    retry never sends rows that recovery took over meanwhile.
     """
     using = router.db_for_write(Delivery)
     now = timezone.now()
@@ -132,11 +140,18 @@ def claim(ids: Sequence[str]) -> Claim:
     pks: list[Any] = []
     with transaction.atomic(using=using):
         for chunk in _chunks(sorted(keys)):
-            candidates = rows.filter(
-                idempotency_key__in=chunk,
-                status=lifecycle.QUEUED,
-                attempt_started_at__isnull=True,
-            )
+            if owned_at is None:
+                candidates = rows.filter(
+                    idempotency_key__in=chunk,
+                    status=lifecycle.QUEUED,
+                    attempt_started_at__isnull=True,
+                )
+            else:
+                candidates = rows.filter(
+                    idempotency_key__in=chunk,
+                    status__in=(lifecycle.QUEUED, lifecycle.UNKNOWN),
+                    attempt_started_at=owned_at,
+                )
             pks.extend(_lock(candidates, using))
         for chunk in _chunks(pks):
             rows.filter(pk__in=chunk).update(attempt_started_at=now, updated_at=now)

@@ -44,11 +44,15 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     reject_on_worker_lost=True,
     ignore_result=True,
 )
-def send_deliveries(ids: list[str]) -> dict[str, Any]:
-    """Send the queued rows among ``ids`` (see :func:`.sending.send_deliveries`)."""
+def send_deliveries(ids: list[str], claimed_at: str | None = None) -> dict[str, Any]:
+    """Send the queued rows among ``ids`` (see :func:`.sending.send_deliveries`);
+    ``claimed_at`` (ISO 8601) renews the claim a previous run of the task made."""
+    from datetime import datetime
+
     from .sending import send_deliveries as send
 
-    return send(ids).as_dict()
+    owned = datetime.fromisoformat(claimed_at) if claimed_at else None
+    return send(ids, claimed_at=owned).as_dict()
 
 
 @shared_task(name="cloudmails.poll_statuses", ignore_result=True)

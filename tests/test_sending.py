@@ -253,3 +253,50 @@ def test_rows_whose_task_was_lost_are_sent_once_handed_back(
 
     assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
     assert len(sandbox.messages) == len(rows)
+
+
+def test_a_retry_renews_only_the_claim_it_owns(written: Any) -> None:
+    rows = write(3)
+    first = sending.claim(ids(rows))
+
+    stranger = sending.claim(ids(rows), owned_at=first.at - timedelta(microseconds=1))
+    renewed = sending.claim(ids(rows), owned_at=first.at)
+    stale = sending.claim(ids(rows), owned_at=first.at)
+
+    assert list(stranger.rows) == []
+    assert sorted(row.pk for row in renewed.rows) == sorted(row.pk for row in rows)
+    assert renewed.at > first.at
+    assert list(stale.rows) == []
+
+
+def test_a_claim_taken_over_by_recovery_is_not_renewed(written: Any) -> None:
+    rows = write(2)
+    first = sending.claim(ids(rows))
+    Delivery.objects.update(attempt_started_at=timezone.now())  # recovery claimed them
+
+    assert list(sending.claim(ids(rows), owned_at=first.at).rows) == []
+
+
+def test_a_run_reports_the_time_of_its_claim_for_a_retry(written: Any, sandbox: Any) -> None:
+    rows = write(1)
+
+    report = sending.send_deliveries(ids(rows))
+
+    stamp = Delivery.objects.get().attempt_started_at
+    assert stamp is not None
+    assert report.claimed_at == stamp.isoformat()
+
+
+@pytest.mark.celery
+def test_a_task_given_its_claim_time_sends_the_rows_it_owns(
+    written: list[list[str]], sandbox: Any, celery_workers: Any
+) -> None:
+    rows = write(2)
+    owned = sending.claim(ids(rows))  # as a first run would, before a retry
+    celery_workers.start()
+
+    tasks.send_deliveries.delay(ids(rows), claimed_at=owned.at.isoformat())
+    (report,) = celery_workers.finished()
+
+    assert (report["claimed"], report["sent"]) == (2, 2)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}

@@ -300,3 +300,20 @@ def test_a_task_given_its_claim_time_sends_the_rows_it_owns(
 
     assert (report["claimed"], report["sent"]) == (2, 2)
     assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+@pytest.mark.celery
+def test_a_worker_killed_with_sigkill_is_replaced_by_a_new_one(
+    written: list[list[str]], sandbox: Any, celery_workers: Any
+) -> None:
+    (first,) = celery_workers.start()
+    first.kill()
+    rows = write(2)
+
+    celery_workers.start()
+    tasks.enqueue_sends(written)
+    celery_workers.finished()
+
+    assert first.process.returncode == -9
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    assert len(rows) == len(sandbox.messages)

@@ -207,3 +207,22 @@ class CloudMailsSettings:
 
 #: The project-wide settings, without backend overrides.
 app_settings = CloudMailsSettings()
+
+
+def alias_options(alias: str) -> dict[str, Any]:
+    """Our backend options configured for ``alias``: its ``MAILERS`` OPTIONS on Django
+    6.1 (empty where there are none)."""
+    mailers = getattr(settings, "MAILERS", None)
+    config = mailers.get(alias) if isinstance(mailers, Mapping) else None
+    options = config.get("OPTIONS") if isinstance(config, Mapping) else None
+    if not isinstance(options, Mapping):
+        return {}
+    return {name: value for name, value in options.items() if name in OPTION_KEYS}
+
+
+def settings_for_alias(alias: str) -> CloudMailsSettings:
+    """The settings a backend of ``alias`` runs with: on Django 6.1, its ``MAILERS``
+    OPTIONS over ``CLOUDMAILS``. A background worker sending the alias's rows reads them
+    here, so they never travel through a broker."""
+    options = alias_options(alias)
+    return CloudMailsSettings(options) if options else app_settings

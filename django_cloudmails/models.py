@@ -220,3 +220,19 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.get_reason_display()})"
+
+
+class SendingPace(models.Model):
+    """When background sending may next put a request on the wire, shared by every
+    worker (see :mod:`django_cloudmails.pacing`): ``RATE_LIMIT`` books time here, and a
+    429's ``Retry-After`` pushes it back for everyone. Times are the database's clock."""
+
+    name = models.CharField(_("name"), max_length=32, primary_key=True)
+    not_before = models.DateTimeField(_("not before"))
+
+    class Meta:
+        verbose_name = _("sending pace")
+        verbose_name_plural = _("sending paces")
+
+    def __str__(self) -> str:
+        return f"{self.name}: not before {self.not_before:%Y-%m-%d %H:%M:%S.%f}"

@@ -2,7 +2,9 @@
 
 Runs on SQLite in WAL mode with no other service. Point it at the real CloudMails by
 setting CLOUDMAILS_API_URL and CLOUDMAILS_API_KEY; by default it talks to a sandbox on
-127.0.0.1:8025 (``python -m django_cloudmails.sandbox``).
+127.0.0.1:8025 (``python -m django_cloudmails.sandbox``). Background sending runs on
+Celery (``example_project/celery.py``), with kombu's filesystem transport in a local
+folder unless CELERY_BROKER_URL names Redis or RabbitMQ.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import os
 from pathlib import Path
 
 import django
+
+from django_cloudmails.brokers import filesystem_transport_options
+from django_cloudmails.tasks import BEAT_SCHEDULE
 
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
@@ -68,16 +73,29 @@ DATABASES = {
     }
 }
 
-EMAIL_BACKEND = "django_cloudmails.backends.EmailBackend"
+# "django_cloudmails.backends.CeleryEmailBackend" sends through the Celery worker.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django_cloudmails.backends.EmailBackend")
 CLOUDMAILS = {
     "API_KEY": os.environ.get("CLOUDMAILS_API_KEY", "sandbox-key"),
     "API_URL": os.environ.get("CLOUDMAILS_API_URL", "http://127.0.0.1:8025/v1"),
     "WEBHOOK_SECRET": os.environ.get("CLOUDMAILS_WEBHOOK_SECRET", "demo:demo-secret"),
 }
 
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(BASE_DIR / "broker")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE = {**BEAT_SCHEDULE}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_cloudmails": {"handlers": ["console"], "level": "WARNING"}},
+    "loggers": {
+        "django_cloudmails": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # The worker's line per task: sent, failed, unknown, time.
+        "django_cloudmails.sending": {"level": "INFO"},
+    },
 }

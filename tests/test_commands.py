@@ -1,7 +1,8 @@
-"""Management commands: cloudmails_sendtest and cloudmails_purge_bodies."""
+"""Management commands: cloudmails_sendtest, cloudmails_purge_bodies, cloudmails_outbox."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -137,3 +138,71 @@ def test_purge_bodies_without_retention_is_a_command_error(settings: Any) -> Non
 
     with pytest.raises(CommandError, match="BODY_RETENTION_DAYS"):
         call_command("cloudmails_purge_bodies")
+
+
+def outbox_row(status: str, *, age: timedelta, claimed: bool = False) -> Delivery:
+    row = Delivery.objects.create(
+        status=status,
+        to_email="a@example.com",
+        attempt_started_at=timezone.now() if claimed else None,
+    )
+    Delivery.objects.filter(pk=row.pk).update(created_at=timezone.now() - age)
+    return row
+
+
+def outbox(*args: str) -> str:
+    out = StringIO()
+    call_command("cloudmails_outbox", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_outbox_counts_each_state_and_ages_the_oldest_queued_and_unknown() -> None:
+    outbox_row("queued", age=timedelta(minutes=4, seconds=2))
+    outbox_row("queued", age=timedelta(seconds=5), claimed=True)
+    outbox_row("unknown", age=timedelta(hours=1, minutes=20))
+    for _ in range(3):
+        outbox_row("sent", age=timedelta(days=3))
+
+    lines = outbox().splitlines()
+
+    assert lines[0].split() == ["status", "rows", "oldest"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert rows["queued"].split()[1:6] == ["2", "4", "min", "02", "s"]
+    assert "(1 waiting for a worker, 1 claimed)" in rows["queued"]
+    assert rows["unknown"].split()[1:] == ["1", "1", "h", "20", "min"]
+    assert rows["sent"].split() == ["sent", "3"]
+    assert rows["bounced"].split() == ["bounced", "0"]
+    assert rows["total"].split() == ["total", "6"]
+
+
+@pytest.mark.django_db
+def test_outbox_with_nothing_waiting_shows_no_age() -> None:
+    rows = {line.split()[0]: line.split()[1:] for line in outbox().splitlines()[1:]}
+
+    assert rows["queued"] == ["0", "-"]
+    assert rows["unknown"] == ["0", "-"]
+
+
+@pytest.mark.django_db
+def test_outbox_json_is_one_object_for_monitoring() -> None:
+    outbox_row("queued", age=timedelta(seconds=90))
+    outbox_row("failed", age=timedelta(seconds=1))
+
+    state = json.loads(outbox("--json"))
+
+    assert state["counts"]["queued"] == 1
+    assert state["counts"]["failed"] == 1
+    assert state["waiting"] == 1
+    assert 90 <= state["oldest_queued"] < 120
+    assert state["oldest_unknown"] is None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(None, "-"), (3.7, "3 s"), (242, "4 min 02 s"), (4800, "1 h 20 min"), (183600, "2 d 3 h")],
+)
+def test_outbox_ages_read_at_a_glance(seconds: float | None, shown: str) -> None:
+    from django_cloudmails.management.commands.cloudmails_outbox import format_age
+
+    assert format_age(seconds) == shown

@@ -716,6 +716,21 @@ def test_inspection_delete_resets(api, sandbox):
     assert sandbox.messages == []
 
 
+def test_inspection_lists_requests_with_their_message_counts_and_no_secrets(api, sandbox):
+    api.post("/send", message())
+    api.post("/send/batch", {"messages": [message(), message()]})
+    root = sandbox.url.replace("/v1", "/_sandbox")
+
+    listing = requests.get(f"{root}/requests", timeout=5).json()
+
+    assert [(r["method"], r["path"], r["status"], r["messages"]) for r in listing] == [
+        ("POST", "/v1/send", 200, 1),
+        ("POST", "/v1/send/batch", 202, 2),
+    ]
+    assert listing[0]["received_at"] <= listing[1]["received_at"]
+    assert API_KEY not in json.dumps(listing)
+
+
 def test_inspection_sets_faults(api, sandbox):
     root = sandbox.url.replace("/v1", "/_sandbox")
     response = requests.post(f"{root}/faults", json={"fail_next": 1, "latency": 0.0}, timeout=5)

@@ -68,6 +68,32 @@ def _show_message(sb: Sandbox, message_id: str | None, body: bytes) -> Response:
         return _ok(message.inspect())
 
 
+def _list_requests(sb: Sandbox, _: str | None, body: bytes) -> Response:
+    """What arrived, without bodies or headers (they hold API keys): for counting
+    requests and their messages from another process."""
+    with sb._requests_lock:
+        records = list(sb.requests)
+    return _ok(
+        [
+            {
+                "method": record.method,
+                "path": record.path,
+                "status": record.status,
+                "outcome": record.outcome,
+                "received_at": record.received_at,
+                "messages": _message_count(record.json),
+            }
+            for record in records
+        ]
+    )
+
+
+def _message_count(data: Any) -> int:
+    if isinstance(data, dict) and isinstance(data.get("messages"), list):
+        return len(data["messages"])
+    return 1 if isinstance(data, dict) else 0
+
+
 def _show_faults(sb: Sandbox, _: str | None, body: bytes) -> Response:
     return _ok(sb.faults.as_dict())
 
@@ -104,6 +130,7 @@ Handler = Callable[["Sandbox", "str | None", bytes], Response]
 ENDPOINTS: dict[str, dict[str, Handler]] = {
     "/_sandbox/messages": {"GET": _list_messages, "DELETE": _delete_messages},
     "/_sandbox/messages/<id>": {"GET": _show_message},
+    "/_sandbox/requests": {"GET": _list_requests},
     "/_sandbox/faults": {"GET": _show_faults, "POST": _set_faults},
     "/_sandbox/webhook": {"GET": _show_webhook, "POST": _set_webhook},
 }

@@ -82,6 +82,8 @@ class RequestRecord:
     status: int | None = None
     outcome: str = "answered"
     peer: tuple[str, int] | None = None
+    #: ``time.time()`` when the request was read, before any answer.
+    received_at: float = field(default_factory=time.time)
 
 
 class MessageStore:

@@ -1,0 +1,103 @@
+"""Celery tasks: thin wrappers over engine-free functions.
+
+    # settings.py
+    from django_cloudmails.tasks import BEAT_SCHEDULE
+    CELERY_BEAT_SCHEDULE = {**BEAT_SCHEDULE}
+
+Each task has a stable name and takes JSON primitives (row ids, never rows or bodies);
+the work lives in :mod:`~django_cloudmails.sending`, ``polling`` and ``recovery``, so
+Django's Tasks framework could wrap the same functions. Every task is safe to run twice:
+rows are claimed atomically, so a task that runs again (``acks_late``: a killed worker's
+task is delivered again) or beside a twin sends nothing twice. Importing this module
+imports nothing from the app's models, so settings can import :data:`BEAT_SCHEDULE`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from celery import shared_task
+
+logger = logging.getLogger("django_cloudmails.tasks")
+
+#: Merged into ``CELERY_BEAT_SCHEDULE``: poll statuses every minute, recover every five.
+#: A run that no worker picked up in time expires rather than pile up behind the next.
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "cloudmails-poll-statuses": {
+        "task": "cloudmails.poll_statuses",
+        "schedule": 60.0,
+        "options": {"expires": 55.0},
+    },
+    "cloudmails-recover-deliveries": {
+        "task": "cloudmails.recover_deliveries",
+        "schedule": 300.0,
+        "options": {"expires": 290.0},
+    },
+}
+
+
+@shared_task(
+    name="cloudmails.send_deliveries",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def send_deliveries(ids: list[str], claimed_at: str | None = None) -> dict[str, Any]:
+    """Send the queued rows among ``ids`` (see :func:`.sending.send_deliveries`);
+    ``claimed_at`` (ISO 8601) renews the claim a previous run of the task made."""
+    from datetime import datetime
+
+    from .sending import send_deliveries as send
+
+    owned = datetime.fromisoformat(claimed_at) if claimed_at else None
+    return send(ids, claimed_at=owned).as_dict()
+
+
+@shared_task(name="cloudmails.poll_statuses", ignore_result=True)
+def poll_statuses() -> None:
+    """Ask the API for the status of rows not yet final (see ``polling.poll``)."""
+    from .polling import poll  # type: ignore[import-not-found]
+
+    poll()
+
+
+@shared_task(name="cloudmails.recover_deliveries", ignore_result=True)
+def recover_deliveries() -> None:
+    """Hand rows whose task was lost to a worker again, then settle rows whose outcome
+    is unknown (see :func:`.sending.unclaimed_requests` and ``recovery.recover``)."""
+    from .recovery import recover  # type: ignore[import-not-found]
+    from .sending import unclaimed_requests
+
+    enqueue_sends(unclaimed_requests())
+    recover()
+
+
+def enqueue_sends(tasks: Sequence[Sequence[str]]) -> None:
+    """Enqueue one :func:`send_deliveries` per list of ids.
+
+    A broker that refuses is logged, not raised: the rows are committed already (the
+    caller's transaction is over), and ``recover_deliveries`` hands them to a worker
+    once they are older than ``RECOVER_AFTER``.
+    """
+    for position, ids in enumerate(tasks):
+        try:
+            send_deliveries.delay(list(ids))
+        except Exception:
+            left = sum(len(later) for later in tasks[position:])
+            logger.exception(
+                "cloudmails: could not enqueue the sending of %d rows; recover_deliveries "
+                "will hand them to a worker after RECOVER_AFTER.",
+                left,
+            )
+            return
+
+
+def __getattr__(name: str) -> Any:
+    # send_campaign imports the models: only once asked for (settings import this module).
+    if name == "send_campaign":
+        from .campaigns import send_campaign
+
+        return send_campaign
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,232 @@
+"""Real Celery worker processes for the tests, and the events they report.
+
+Each worker is ``celery -A tests.celery_app worker --pool=solo`` in a subprocess, on the
+test run's broker and queue, sharing the test database (its name and the test's settings
+go through the environment). Workers report ``ready``, ``started`` and ``finished`` events
+over a loopback socket (see ``tests/celery_app.py``), which the tests wait for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+Event = dict[str, Any]
+
+
+def worker_command(app: str, name: str) -> list[str]:
+    """``celery -A app worker`` as the tests and benchmarks run it: one process (the solo
+    pool, so a SIGKILL ends the task it runs), no gossip, mingle or heartbeat traffic."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "worker",
+        "--pool=solo",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        f"--hostname={name}-{os.getpid()}@%h",
+    ]
+
+
+class Events:
+    """Events from every worker, in arrival order; waiting consumes them."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: list[Event] = []
+        self.history: list[Event] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._server.getsockname()[1]}"
+        self._readers: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="worker-events", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            self._readers.append(connection)
+            threading.Thread(target=self._read, args=(connection,), daemon=True).start()
+
+    def _read(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("r", encoding="utf-8") as lines:
+            for line in lines:
+                event = json.loads(line)
+                with self._cond:
+                    self._pending.append(event)
+                    self.history.append(event)
+                    self._cond.notify_all()
+
+    def wait(
+        self,
+        match: Callable[[Event], bool],
+        count: int = 1,
+        *,
+        timeout: float = 60,
+        alive: Callable[[], None] | None = None,
+    ) -> list[Event]:
+        """Wait for ``count`` events for which ``match`` is true; consume and return them.
+
+        ``alive`` is called while waiting and may raise (a worker that died).
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [event for event in self._pending if match(event)]
+                if len(found) >= count:
+                    taken = found[:count]
+                    self._pending = [e for e in self._pending if not any(e is t for t in taken)]
+                    return taken
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"{len(found)} of {count} awaited worker events after {timeout} s; "
+                        f"pending: {self._pending}"
+                    )
+                self._cond.wait(min(left, 0.5))
+                if alive is not None:
+                    alive()
+
+    def close(self) -> None:
+        self._server.close()
+        for connection in self._readers:
+            connection.close()
+
+
+class Worker:
+    """One worker process; its output goes to ``log``."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a lost machine would: no cleanup at all."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 20) -> None:
+        """A warm shutdown (the running task finishes); SIGKILL after ``timeout``."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class WorkerPool:
+    """Starts workers for one test and stops them all at its end."""
+
+    def __init__(self, folder: Path, database: str, settings: Callable[[], dict[str, Any]]):
+        self.folder = folder
+        self.database = database
+        self.settings = settings
+        self.events = Events()
+        self.workers: list[Worker] = []
+
+    def start(self, count: int = 1, *, timeout: float = 90) -> list[Worker]:
+        """Start ``count`` workers with the test's current settings; return once each
+        one consumes from the queue."""
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "CLOUDMAILS_TEST_DATABASE": self.database,
+            "CLOUDMAILS_TEST_SETTINGS": json.dumps(self.settings()),
+            "CLOUDMAILS_TEST_EVENTS": self.events.address,
+        }
+        started = []
+        for _ in range(count):
+            number = len(self.workers) + 1
+            log = self.folder / f"worker-{number}.log"
+            with log.open("wb") as output:
+                process = subprocess.Popen(
+                    worker_command("tests.celery_app", f"worker{number}"),
+                    cwd=ROOT,
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            worker = Worker(process, log)
+            self.workers.append(worker)
+            started.append(worker)
+        pids = {worker.pid for worker in started}
+        self.events.wait(
+            lambda event: event["event"] == "ready" and event["pid"] in pids,
+            count,
+            timeout=timeout,
+            alive=lambda: self._check_alive(started),
+        )
+        return started
+
+    def finished(self, count: int = 1, *, timeout: float = 120) -> list[Any]:
+        """Wait until workers finished ``count`` more ``send_deliveries`` tasks; return
+        their results (each task's SendReport as a dict)."""
+        events = self.events.wait(
+            lambda event: (
+                event["event"] == "finished" and event["task"] == "cloudmails.send_deliveries"
+            ),
+            count,
+            timeout=timeout,
+            alive=lambda: self._check_alive(self.workers),
+        )
+        return [event["result"] for event in events]
+
+    def output(self) -> str:
+        return "\n".join(worker.output() for worker in self.workers)
+
+    def stop(self) -> None:
+        """End every worker. Those with no task running get SIGKILL (a warm shutdown
+        of a worker on a polling transport takes seconds); others a warm shutdown."""
+        busy = self.busy()
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM if worker.pid in busy else signal.SIGKILL)
+        for worker in self.workers:
+            worker.stop()
+        self.events.close()
+
+    def busy(self) -> set[int]:
+        """The pids of workers that started a task they have not finished."""
+        running: dict[str, int] = {}
+        for event in self.events.history:
+            if event["event"] == "started":
+                running[event["task_id"]] = event["pid"]
+            elif event["event"] == "finished":
+                running.pop(event["task_id"], None)
+        return set(running.values())
+
+    @staticmethod
+    def _check_alive(workers: list[Worker]) -> None:
+        for worker in workers:
+            if worker.process.poll() is not None and worker.process.returncode != -9:
+                raise RuntimeError(
+                    f"Worker {worker.pid} exited ({worker.process.returncode}):\n"
+                    + worker.output()[-4000:]
+                )

@@ -160,7 +160,7 @@ class EmailBackend(BaseEmailBackend):
             requests = dispatch.chunks(pending, self.settings.batch_size)
             outbox.assign_idempotency_keys(requests, batch=len(pending) > 1)
             # Rows committed before the call cannot have orphaned events (see outbox).
-            link_orphans = not outbox.insert(rows)
+            link_orphans = not outbox.insert(rows, attempt_started=True)
             for email, group in zip(emails, rows_by_email, strict=True):
                 email.cloudmails_deliveries = group  # type: ignore[attr-defined]
             if pending:

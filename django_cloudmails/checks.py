@@ -22,10 +22,10 @@ from .conf import (
     DEFAULTS,
     OPTION_KEYS,
     SUPPRESSED_RECIPIENT_ACTIONS,
-    SUPPRESSION_REASONS,
     CloudMailsSettings,
     app_settings,
 )
+from .lifecycle import SUPPRESSION_REASONS
 
 BACKEND_PREFIX = "django_cloudmails.backends."
 

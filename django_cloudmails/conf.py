@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from .client import DEFAULT_API_URL, DEFAULT_TIMEOUT
+from .lifecycle import COMPLAINED, HARD_BOUNCE, UNSUBSCRIBED
 from .limits import MAX_BATCH_MESSAGES
 from .retry import RetryPolicy
 
@@ -55,7 +56,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("WEBHOOK_SIGNING_SECRET", None),
     Option("WEBHOOK_TOLERANCE", 300, lowest=1),
     Option("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, lowest=1),
-    Option("SUPPRESS_ON", ("hard_bounce", "complained", "unsubscribed")),
+    Option("SUPPRESS_ON", (HARD_BOUNCE, COMPLAINED, UNSUBSCRIBED)),
     Option("SUPPRESSED_RECIPIENTS", "fail"),
     # Converging: status polling and recovery of rows whose send outcome is unknown.
     Option("POLL_MAX_AGE", 3 * 24 * 3600, lowest=0),
@@ -76,7 +77,6 @@ OPTION_KEYS: dict[str, str] = {
 }
 BY_KEY: dict[str, Option] = {option.key: option for option in OPTIONS}
 
-SUPPRESSION_REASONS = ("hard_bounce", "soft_bounce", "complained", "unsubscribed")
 SUPPRESSED_RECIPIENT_ACTIONS = ("fail", "raise")
 
 

@@ -31,10 +31,8 @@ from . import merge
 from .addresses import bare_address, split_address
 from .attachments import encode_attachments
 from .exceptions import CloudMailsInvalidMessage, CloudMailsUnsupportedFeature
+from .identity import DELIVERY_ID_ARG
 from .limits import MAX_MESSAGE_BYTES
-
-#: The custom_args key carrying the Delivery id; webhooks match rows by it.
-DELIVERY_ID_ARG = "cloudmails_delivery_id"
 
 #: Headers that map onto API fields; any other extra header is unsupported.
 MAPPED_HEADERS = frozenset({"from", "reply-to"})

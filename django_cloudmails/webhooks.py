@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import lifecycle, signing
-from .payloads import DELIVERY_ID_ARG
+from .identity import DELIVERY_ID_ARG
 
 PING = "ping"
 BOUNCE_TYPES = ("hard", "soft")

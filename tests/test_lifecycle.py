@@ -44,10 +44,11 @@ def test_every_event_type_has_an_effect_with_its_status(event: str) -> None:
     assert effect_of(event).status == lifecycle.EVENT_STATUS[event]
 
 
-def test_bounce_effect_carries_reason_and_type_with_the_first_bounce() -> None:
+def test_bounce_effect_binds_reason_and_type_to_the_first_bounce() -> None:
     effect = effect_of("bounced", bounce_reason="550 user unknown", bounce_type="hard")
-    assert effect.earliest == ("bounced_at",)
-    assert effect.with_earliest == {"bounce_reason": "550 user unknown", "bounce_type": "hard"}
+    (rule,) = [rule for rule in effect.rules if rule.field == "bounced_at"]
+    assert rule.companions == ("bounce_reason", "bounce_type")
+    assert effect.inputs == {"bounce_reason": "550 user unknown", "bounce_type": "hard"}
 
 
 def test_earliest_bounce_keeps_its_reason_whatever_the_order() -> None:

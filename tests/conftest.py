@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,3 +36,11 @@ def cloudmails_settings(settings: Any, sandbox: Any) -> dict[str, Any]:
         "RETRY_MAX_BACKOFF": 0.0,
     }
     return settings.CLOUDMAILS  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound, then closed): connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,13 +1,17 @@
 """Fault injection: the ways a real API misbehaves, as switches tests can flip.
 
 Rates are random (seeded by the sandbox's ``seed``); the ``*_next`` switches are
-deterministic one-shots, which is what most tests want.
+deterministic one-shots, which is what most tests want, and :meth:`Faults.script` a
+deterministic sequence consumed one step per API request, before any other switch.
+``ignore_idempotency`` makes the sandbox act like an API without ``Idempotency-Key``
+support (every request is processed anew), to show what duplicates then.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +25,10 @@ SETTABLE = (
     "duplicate_webhooks",
     "shuffle_webhooks",
     "webhook_batch",
+    "ignore_idempotency",
 )
+#: Steps of a script besides HTTP statuses.
+SCRIPT_STEPS = ("ok", "lose", "drop")
 
 
 @dataclass
@@ -29,7 +36,9 @@ class Injection:
     """What to do with one API request before (or instead of) answering it."""
 
     latency: float = 0.0
-    action: str | None = None  # "fail", "throttle", "drop", "lose" or None
+    #: "fail", "throttle", "drop", "lose", "ok" (a script's step: answer normally, no
+    #: random fault either) or None.
+    action: str | None = None
     status: int = 500
     retry_after: int = 1
 
@@ -46,12 +55,25 @@ class Faults:
         self.duplicate_webhooks = False
         self.shuffle_webhooks = False
         self.webhook_batch = 1
+        self.ignore_idempotency = False
         self.random = random.Random(seed)
         self._lock = threading.Lock()
         self._fail: list[int] = []
         self._throttle: list[int] = []
         self._drop = 0
         self._lose = 0
+        self._script: deque[str | int] = deque()
+
+    def script(self, *steps: str | int) -> None:
+        """Answer the next API requests by ``steps``, one per request, in order, before
+        any other switch: ``"ok"`` (answer normally), ``"lose"`` (process, then close
+        without answering), ``"drop"`` (close before processing) or an HTTP status (429
+        with ``Retry-After: 1``). ``script("lose", 500, 500)``."""
+        for step in steps:
+            if not (step in SCRIPT_STEPS or (isinstance(step, int) and 400 <= step <= 599)):
+                raise ValueError(f"A script step is one of {SCRIPT_STEPS} or a 4xx/5xx status.")
+        with self._lock:
+            self._script.extend(steps)
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
         """Answer the next ``n`` API requests with ``status`` without processing them."""
@@ -79,11 +101,13 @@ class Faults:
             self._fail.clear()
             self._throttle.clear()
             self._drop = self._lose = 0
+            self._script.clear()
         self.error_rate = self.drop_rate = self.lose_response_rate = 0.0
         self.latency = 0.0
         self.error_status = 500
         self.duplicate_webhooks = self.shuffle_webhooks = False
         self.webhook_batch = 1
+        self.ignore_idempotency = False
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply a JSON object of fault fields (and ``*_next`` counts)."""
@@ -99,6 +123,10 @@ class Faults:
                 self.drop_next(int(value))
             elif key == "lose_next":
                 self.lose_next(int(value))
+            elif key == "script":
+                if not isinstance(value, list):
+                    raise TypeError("'script' takes a list of steps.")
+                self.script(*value)
             elif key == "clear" and value:
                 self.clear()
             elif key not in ("fail_status", "retry_after"):
@@ -113,6 +141,7 @@ class Faults:
                 throttle_next=len(self._throttle),
                 drop_next=self._drop,
                 lose_next=self._lose,
+                script=list(self._script),
             )
         return state
 
@@ -120,7 +149,10 @@ class Faults:
         """Decide the fate of one API request (consumes one-shot switches)."""
         injection = Injection(latency=self.latency)
         with self._lock:
-            if self._drop:
+            step = self._script.popleft() if self._script else None
+            if step is not None:
+                _scripted(injection, step)
+            elif self._drop:
                 self._drop -= 1
                 injection.action = "drop"
             elif self._fail:
@@ -140,3 +172,17 @@ class Faults:
             elif self.lose_response_rate and chance() < self.lose_response_rate:
                 injection.action = "lose"
         return injection
+
+
+def _scripted(injection: Injection, step: str | int) -> None:
+    """Set ``injection`` to what one script step does."""
+    if step == "lose":
+        injection.action = "lose"
+    elif step == "drop":
+        injection.action = "drop"
+    elif step == 429:
+        injection.action = "throttle"
+    elif isinstance(step, int):
+        injection.action, injection.status = "fail", step
+    else:
+        injection.action = "ok"

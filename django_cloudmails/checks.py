@@ -136,6 +136,20 @@ def _check_values(conf: CloudMailsSettings) -> Iterator[CheckMessage]:
             hint="Choose from " + ", ".join(SUPPRESSION_REASONS) + ".",
             id="cloudmails.E005",
         )
+    schedule = conf.get("POLL_SCHEDULE")
+    if not (
+        isinstance(schedule, (list, tuple))
+        and schedule
+        and all(
+            isinstance(delay, (int, float)) and not isinstance(delay, bool) and delay > 0
+            for delay in schedule
+        )
+    ):
+        yield Error(
+            'CLOUDMAILS["POLL_SCHEDULE"] must be a non-empty list of seconds, each above 0.',
+            hint="For example (60, 300, 1800, 7200, 43200): 1 min, 5 min, 30 min, 2 h, 12 h.",
+            id="cloudmails.E005",
+        )
     if conf.suppressed_recipients not in SUPPRESSED_RECIPIENT_ACTIONS:
         yield Error(
             'CLOUDMAILS["SUPPRESSED_RECIPIENTS"] must be "fail" or "raise".',

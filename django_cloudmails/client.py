@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -220,7 +221,8 @@ class CloudMailsClient:
 
     def get_email(self, message_id: str) -> EmailStatus:
         """Fetch one message's delivery status (``GET /emails/{message_id}``)."""
-        data, _ = self.retry.call(lambda: self._request("GET", f"/emails/{message_id}", None, None))
+        path = f"/emails/{quote(message_id, safe='')}"
+        data, _ = self.retry.call(lambda: self._request("GET", path, None, None))
         return _parsed(
             f"GET /emails/{message_id}",
             lambda: EmailStatus(

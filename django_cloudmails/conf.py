@@ -15,7 +15,8 @@ from typing import Any
 
 from django.conf import settings
 
-from .client import DEFAULT_API_URL, DEFAULT_TIMEOUT
+from .client import DEFAULT_API_URL, DEFAULT_TIMEOUT, CloudMailsClient
+from .exceptions import CloudMailsConfigurationError
 from .lifecycle import COMPLAINED, HARD_BOUNCE, UNSUBSCRIBED
 from .limits import MAX_BATCH_MESSAGES
 from .retry import RetryPolicy
@@ -63,6 +64,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("POLL_ENGAGEMENT_FOR", 0, lowest=0),
     Option("POLL_CONCURRENCY", 8, lowest=1, highest=64),
     Option("RECOVER_AFTER", 900, lowest=0),
+    # Seconds between a row's status polls: the first after sending, then each next;
+    # the last repeats until POLL_MAX_AGE.
+    Option("POLL_SCHEDULE", (60, 300, 1800, 7200, 43200)),
+    # Recovery tries per row before it is left unknown for a person to look at.
+    Option("RECOVER_ATTEMPTS", 5, lowest=1),
     # Background sending: messages per second across every worker (None: no limit).
     Option("RATE_LIMIT", None, lowest=0.001, nullable=True),
     # The delivery dashboard warns above these rates (0.05 = 5%).
@@ -179,6 +185,29 @@ class CloudMailsSettings:
         return int(self.get("POLL_CONCURRENCY"))
 
     @property
+    def poll_schedule(self) -> tuple[float, ...]:
+        """Seconds before each poll of a row: after sending, then after each poll."""
+        return tuple(float(delay) for delay in self.get("POLL_SCHEDULE"))
+
+    @property
+    def recover_attempts(self) -> int:
+        return int(self.get("RECOVER_ATTEMPTS"))
+
+    def client(self, retry: RetryPolicy | None = None) -> CloudMailsClient:
+        """A client with this API key, URL and timeout (``retry`` defaults to one try).
+
+        For background work (polling, recovery); a missing key is a configuration error.
+        """
+        if not self.api_key:
+            raise CloudMailsConfigurationError(
+                'No CloudMails API key: set CLOUDMAILS["API_KEY"] or the CLOUDMAILS_API_KEY '
+                'environment variable (or the mailer\'s "api_key" option).'
+            )
+        return CloudMailsClient(
+            self.api_key, api_url=self.api_url, timeout=self.timeout, retry=retry
+        )
+
+    @property
     def recover_after(self) -> float:
         """Seconds a row's send outcome may stay unknown before recovery settles it."""
         return float(self.get("RECOVER_AFTER"))
@@ -200,3 +229,14 @@ class CloudMailsSettings:
 
 #: The project-wide settings, without backend overrides.
 app_settings = CloudMailsSettings()
+
+
+def mailer_settings(alias: str) -> CloudMailsSettings:
+    """The settings a mailer alias sends with: its ``MAILERS`` OPTIONS (Django 6.1+) over
+    ``CLOUDMAILS``. Rows remember their alias; polling and recovery use its API key."""
+    mailers = getattr(settings, "MAILERS", None)
+    if isinstance(mailers, Mapping):
+        config = mailers.get(alias)
+        if isinstance(config, Mapping) and isinstance(config.get("OPTIONS"), Mapping):
+            return CloudMailsSettings(config["OPTIONS"])
+    return app_settings

@@ -245,8 +245,14 @@ UNANSWERED = Effect(
 #: A retryable refusal handed back to a caller that schedules its own retry: the status
 #: stays, the error and the attempts are recorded.
 RETRYING = Effect((set_to("error_code"), set_to("last_error"), add("attempts")))
-#: An event carrying the row's Delivery id proves the API accepted the message.
-EVIDENCED = Effect((advance_to(SENT), given("message_id")))
+#: Recovery claims a row whose outcome is unknown (a ``queued`` row with an attempt
+#: started is as unknown): ``attempt_started_at`` is the claim, ``recoveries`` counts.
+RECOVERING = Effect(
+    (advance_to(UNKNOWN), set_to("attempt_started_at", "now"), increment("recoveries"))
+)
+#: An event carrying the row's Delivery id proves the API accepted the message (the
+#: event's own effect follows when it is linked).
+EVIDENCED = Effect((advance_to(SENT),))
 
 
 def effect_of(event: str, *, bounce_reason: str = "", bounce_type: str = "") -> Effect:

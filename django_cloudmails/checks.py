@@ -2,7 +2,9 @@
 
 Ids are stable and never reused: E001 missing API key, E002 malformed API_URL, E003
 webhook URL routed without WEBHOOK_SECRET, E004 unknown CLOUDMAILS key, E005 a value of
-the wrong type or range, E006 a malformed WEBHOOK_SECRET or WEBHOOK_SIGNING_SECRET.
+the wrong type or range, E006 a malformed WEBHOOK_SECRET or WEBHOOK_SIGNING_SECRET, E007
+database routers that write Delivery, DeliveryEvent and Suppression to different
+databases.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
+from django.db import router
 from django.urls import NoReverseMatch, reverse
 
 from . import signing
@@ -65,7 +68,25 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         errors.extend(_check_numbers(conf, names))
     errors.extend(_check_values(app_settings))
     errors.extend(_check_webhook(app_settings))
+    errors.extend(_check_routing())
     return errors
+
+
+def _check_routing() -> Iterator[CheckMessage]:
+    """The three models reference one another and are written in one transaction (a
+    webhook event, its Delivery, the suppression it adds): one database for all."""
+    from .models import Delivery, DeliveryEvent, Suppression
+
+    models = (Delivery, DeliveryEvent, Suppression)
+    aliases = {model.__name__: router.db_for_write(model) for model in models}
+    if len(set(aliases.values())) > 1:
+        where = ", ".join(f'{name} to "{alias}"' for name, alias in aliases.items())
+        yield Error(
+            f"Your DATABASE_ROUTERS write the cloudmails models to different databases ({where}).",
+            hint='Route every model of the "cloudmails" app to one database, e.g. by '
+            'model._meta.app_label == "cloudmails" in db_for_read and db_for_write.',
+            id="cloudmails.E007",
+        )
 
 
 def _unknown_keys(user: Mapping[str, Any]) -> Iterator[CheckMessage]:

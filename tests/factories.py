@@ -26,3 +26,8 @@ def event_body(name: str = "delivered", **fields: Any) -> dict[str, Any]:
         body["url"] = "https://example.com/"
     body.update(fields)
     return body
+
+
+def webhook_url(server: Any, credentials: str = "hook:s3cret") -> str:
+    """The URL of a live server's webhook view, Basic credentials in it."""
+    return f"http://{credentials}@{server.host}:{server.port}/cloudmails/webhook/"

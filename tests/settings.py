@@ -58,6 +58,8 @@ TEMPLATES = [
 
 def _database() -> dict[str, object]:
     url = os.environ.get("DATABASE_URL", "")
+    if url.startswith("sqlite:///"):  # a file, for tests that share it with a child process
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": url[len("sqlite:///") :]}
     if not is_postgresql(url):
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
     return postgresql(url)

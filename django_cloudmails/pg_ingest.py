@@ -65,6 +65,9 @@ def _column(model: type[Delivery | DeliveryEvent | Suppression], name: str) -> s
 #: read under the row lock: ``email_bounced`` fires only when a Delivery first bounces.
 _TRANSITIONS = (lifecycle.EVENT_BOUNCED,)
 _STATEMENTS: dict[tuple[str, bool], str] = {}
+#: The same, encoded once: psycopg then neither encodes nor hashes the text anew per call
+#: (its cache of parsed queries is keyed by the bytes, whose hash Python keeps).
+_ENCODED: dict[tuple[str, bool], bytes] = {}
 
 
 def statement(event: str, suppress: bool, connection: Any) -> str:
@@ -115,7 +118,7 @@ def _build(event: str, suppress: bool, connection: Any) -> str:
         f"RETURNING {_column(DeliveryEvent, 'id')} AS id, "
         f"{_column(DeliveryEvent, 'delivery')} AS delivery_id)"
     )
-    before = "NULL"
+    before = ""
     effect = lifecycle.EFFECTS.get(event)
     if effect is not None:
         set_sql, constants = updates.named(updates.compiled_set(effect, connection), "c_")
@@ -130,7 +133,7 @@ def _build(event: str, suppress: bool, connection: Any) -> str:
                 f"(SELECT delivery_id FROM inserted) FOR UPDATE) AS old "
                 f"WHERE {delivery}.{pk} = old.id RETURNING old.status AS before)"
             )
-            before = "(SELECT before FROM updated)"
+            before = ", (SELECT before FROM updated)"
         else:
             sql += (
                 f", updated AS (UPDATE {delivery} SET {set_sql} FROM inserted "  # noqa: S608
@@ -147,7 +150,7 @@ def _build(event: str, suppress: bool, connection: Any) -> str:
             f"ON CONFLICT ({_column(Suppression, 'address')}) DO NOTHING)"
         )
     return (
-        sql + f" SELECT id, delivery_id, (SELECT message_id FROM target), {before} FROM inserted"  # noqa: S608
+        sql + f" SELECT id, delivery_id, (SELECT message_id FROM target){before} FROM inserted"  # noqa: S608
     )
 
 
@@ -215,13 +218,16 @@ def insert(
         "address": suppression[0] if suppression else None,
         "reason": suppression[1] if suppression else None,
     }
-    if effect is not None:
+    if effect is not None and effect.inputs:  # the bounce's reason and type
         bound = lifecycle.effect_of(
             parsed.event, bounce_reason=parsed.bounce_reason, bounce_type=parsed.bounce_type
         )
         params.update(bound.inputs)
     connection = connections[_alias(using)]
-    sql = statement(parsed.event, suppression is not None, connection)
+    key = (parsed.event, suppression is not None)
+    sql = _ENCODED.get(key)
+    if sql is None:
+        sql = _ENCODED[key] = statement(*key, connection).encode()
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors, _server_cursor(connection.connection) as cursor:
@@ -229,6 +235,7 @@ def insert(
         row = cursor.fetchone()
     if row is None:
         return None
-    before = row[3]
-    first_bounce = before is not None and before in lifecycle.statuses_below(lifecycle.BOUNCED)
-    return Inserted(row[0], row[1], row[2], first_bounce)
+    if len(row) == 3:
+        return Inserted(row[0], row[1], row[2])
+    first = row[3] is not None and row[3] in lifecycle.statuses_below(lifecycle.BOUNCED)
+    return Inserted(row[0], row[1], row[2], first)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,10 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.send_throughput import (  # noqa: E402 - after the path
     API_KEY,
-    configure_django,
-    drop_scratch_database,
     messages,
-    start_sandbox,
+    with_sandbox_and_django,
 )
 
 
@@ -57,17 +54,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    sandbox, api_url = start_sandbox()
-    try:
-        with tempfile.TemporaryDirectory() as workdir:
-            vendor = configure_django(api_url, workdir)
-            try:
-                run(api_url, vendor, args.messages, args.concurrency, args.rounds)
-            finally:
-                drop_scratch_database()
-    finally:
-        sandbox.terminate()
-        sandbox.wait(10)
+    with_sandbox_and_django(
+        lambda url, vendor: run(url, vendor, args.messages, args.concurrency, args.rounds)
+    )
 
 
 def run(api_url: str, vendor: str, count: int, concurrency: int, rounds: int) -> None:

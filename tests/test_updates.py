@@ -55,6 +55,17 @@ _poll = st.tuples(
 )
 
 
+def answer(status: str | None, opens: int | None = None) -> dict[str, Any]:
+    """A poll answer's inputs: ``status`` and counters, no dates."""
+    return {
+        "status": status,
+        "delivered_at": None,
+        "failed_at": None,
+        "opens": opens,
+        "clicks": opens,
+    }
+
+
 def effect_and_inputs(report: tuple[Any, ...]) -> tuple[lifecycle.Effect, dict[str, Any]]:
     if report[0] == "event":
         _, name, ms, kind = report
@@ -122,18 +133,7 @@ def test_a_status_the_lifecycle_does_not_know_changes_nothing() -> None:
 
     updates.update_rows(
         lifecycle.POLLED,
-        [
-            (
-                pk,
-                {
-                    "status": "archived",
-                    "delivered_at": None,
-                    "failed_at": None,
-                    "opens": None,
-                    "clicks": None,
-                },
-            )
-        ],
+        [(pk, answer("archived"))],
         using="default",
         now=NOW,
     )
@@ -166,18 +166,7 @@ def test_only_move_forward_in_sql_matches_advance_for_every_pair() -> None:
         rows.append((pk, current, proposed))
         updates.update_rows(
             lifecycle.POLLED,
-            [
-                (
-                    pk,
-                    {
-                        "status": proposed,
-                        "delivered_at": None,
-                        "failed_at": None,
-                        "opens": None,
-                        "clicks": None,
-                    },
-                )
-            ],
+            [(pk, answer(proposed))],
             using="default",
             now=NOW,
         )

@@ -58,4 +58,5 @@ def in_request_order(rows: Iterable[Row]) -> list[Row]:
     return sorted(rows, key=_ID)
 
 
-_ID = attrgetter("id")
+#: The id as an int: sorting compares ints in C, not UUID objects in Python.
+_ID = attrgetter("id.int")

@@ -155,13 +155,17 @@ def orm_values(effect: Effect, **inputs: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Compiled:
-    """A SET list (``"col" = ..., ...``) and its parameters: constants and :class:`Slot`."""
+    """A SET list (``"col" = ..., ...``) and its parameters: constants and :class:`Slot`;
+    ``by_pk``, the UPDATE of one row by its primary key with it."""
 
     sql: str
     params: tuple[Any, ...]
+    by_pk: str = ""
 
 
-_COMPILED: dict[tuple[Any, ...], Compiled] = {}
+#: Keyed by the identity of the effect's rules (the tuple is kept in the entry, so its id
+#: cannot be reused): hashing the rules on every call would cost more than binding.
+_COMPILED: dict[tuple[Any, ...], tuple[tuple[Rule, ...], Compiled]] = {}
 
 
 def compiled_set(
@@ -172,11 +176,11 @@ def compiled_set(
     Inputs named in ``per_row`` are read from the columns of the table ``table`` (the
     ``VALUES`` of :func:`update_rows`); the others are placeholders.
     """
-    key = (effect.rules, connection.vendor, tuple(per_row), table)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        compiled = _COMPILED[key] = _compile(effect, connection, set(per_row), table)
-    return compiled
+    key = (id(effect.rules), connection.vendor, tuple(per_row), table)
+    entry = _COMPILED.get(key)
+    if entry is None:
+        entry = _COMPILED[key] = (effect.rules, _compile(effect, connection, set(per_row), table))
+    return entry[1]
 
 
 def _compile(effect: Effect, connection: Any, per_row: set[str], table: str) -> Compiled:
@@ -192,22 +196,41 @@ def _compile(effect: Effect, connection: Any, per_row: set[str], table: str) -> 
         sql, sql_params = compiler.compile(resolved)
         parts.append(f"{quote(_field(name).column)} = {sql}")
         params.extend(sql_params)
-    return Compiled(", ".join(parts), tuple(params))
+    set_sql = ", ".join(parts)
+    pk = Delivery._meta.pk
+    assert pk is not None
+    table_name = quote(Delivery._meta.db_table)
+    by_pk = f"UPDATE {table_name} SET {set_sql} WHERE {quote(pk.column)} = %s"  # noqa: S608
+    return Compiled(set_sql, tuple(params), by_pk)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def prepare(field: Field[Any, Any], value: Any, connection: Any) -> Any:
     """``value`` as the database driver takes it for ``field``."""
-    if value is None or type(value) in (str, int, bool):
+    if type(value) in _PLAIN:
         return value
     return field.get_db_prep_value(value, connection)
 
 
 def bind(compiled: Compiled, inputs: Mapping[str, Any], connection: Any) -> list[Any]:
-    """The parameters of ``compiled`` with its slots filled from ``inputs``."""
-    return [
-        prepare(param.field, inputs[param.name], connection) if isinstance(param, Slot) else param
-        for param in compiled.params
-    ]
+    """The parameters of ``compiled`` with its slots filled from ``inputs``; an input
+    used several times (``now``, ``at``) is prepared once."""
+    prepared: dict[str, Any] = {}
+    params = []
+    for param in compiled.params:
+        if not isinstance(param, Slot):
+            params.append(param)
+            continue
+        name = param.name
+        if name not in prepared:
+            value = inputs[name]
+            prepared[name] = (
+                value if type(value) in _PLAIN else prepare(param.field, value, connection)
+            )
+        params.append(prepared[name])
+    return params
 
 
 _PLACEHOLDER = re.compile(r"%%|%s")
@@ -252,13 +275,10 @@ def update_rows(
         return
     connection = connections[using]
     given = {**effect.inputs, **shared}
-    quote = connection.ops.quote_name
-    table = quote(Delivery._meta.db_table)
     pk = Delivery._meta.pk
     assert pk is not None
     if len(rows) == 1 or not updates_from_values(connection):
         compiled = compiled_set(effect, connection)
-        sql = f"UPDATE {table} SET {compiled.sql} WHERE {quote(pk.column)} = %s"  # noqa: S608
         params = [
             [
                 *bind(compiled, {**given, **inputs}, connection),
@@ -268,10 +288,12 @@ def update_rows(
         ]
         with connection.cursor() as cursor:
             if len(params) == 1:
-                cursor.execute(sql, params[0])
+                cursor.execute(compiled.by_pk, params[0])
             else:
-                cursor.executemany(sql, params)
+                cursor.executemany(compiled.by_pk, params)
         return
+    quote = connection.ops.quote_name
+    table = quote(Delivery._meta.db_table)
     names = sorted(rows[0][1])
     compiled = compiled_set(effect, connection, per_row=names)
     shared_params = bind(compiled, given, connection)
@@ -282,14 +304,15 @@ def update_rows(
     else:
         row_sql = "({})".format(", ".join(["%s"] * (len(fields) + 1)))
     columns = ", ".join(quote(name) for name in ["id", *names])
+    columns_of = list(zip(fields, names, strict=True))
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
         params = []
         for key, inputs in chunk:
             params.append(pk.get_db_prep_value(key, connection))
-            params.extend(
-                prepare(f, inputs[n], connection) for f, n in zip(fields, names, strict=True)
-            )
+            for field, name in columns_of:
+                value = inputs[name]
+                params.append(value if type(value) in _PLAIN else prepare(field, value, connection))
         # Only quoted names and placeholders are interpolated; every value is a parameter.
         sql = (
             f"WITH v ({columns}) AS (VALUES {', '.join([row_sql] * len(chunk))}) "  # noqa: S608

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -192,8 +192,11 @@ def _claim(request: list[Delivery], cutoff: datetime, now: datetime) -> list[Any
     pks = [row.pk for row in unsettled]
     with transaction.atomic(using=using):
         rows = Delivery.objects.using(using).filter(pk__in=pks)
-        # Locked in id order: two runs claiming the same rows queue, never deadlock.
-        list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
+        if connections[using].features.has_select_for_update:
+            # Locked in id order: two runs claiming the same rows queue, never deadlock.
+            # (SQLite locks the whole database at the UPDATE, which must come first: a
+            # transaction that reads first may fail to upgrade to a write.)
+            list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
         claimed = rows.filter(unchanged, message_id__isnull=True, status__in=CLAIMABLE).update(
             **updates.orm_values(lifecycle.RECOVERING, now=now)
         )

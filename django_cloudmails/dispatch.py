@@ -119,27 +119,35 @@ class Dispatcher:
 
     def send(self, requests: Sequence[list[Delivery]]) -> None:
         """Send ``requests`` (rows grouped as they go out, each group under its rows'
-        shared Idempotency-Key): single-send keys through ``/send``, the rest batched."""
+        shared Idempotency-Key): single-send keys through ``/send``, the rest batched.
+        A 401 (or a refusal handed back) stops the rest, as in :meth:`send_batches`."""
         batches = []
         for position, request in enumerate(requests):
             if _is_batch(request):
                 batches.append(request)
-            elif not self.send_one(request[0]):
-                self._stop([*requests[position + 1 :], *batches], self.retried[-1].error)
+                continue
+            error = self._send_single(request[0])
+            if error is not None and self._stops(error):
+                self._stop([*requests[position + 1 :], *batches], error)
                 return
         if batches:
             self.send_batches(batches)
 
     def send_one(self, row: Delivery) -> bool:
-        """Send one row through ``/send``; False when the rest should wait (handed back)."""
+        """Send one row through ``/send``; False when it was handed back to the caller."""
+        error = self._send_single(row)
+        return error is None or not self._hands_back(error)
+
+    def _send_single(self, row: Delivery) -> CloudMailsError | None:
         try:
             result = self.client.send(outbox.payload_json(row), idempotency_key=row.idempotency_key)
         except CloudMailsError as error:
-            return self.store_error([row], error)
+            self.store_error([row], error)
+            return error
         outbox.mark_sent(
             [(row, result.message_id)], attempts=result.attempts, link_orphans=self.link_orphans
         )
-        return True
+        return None
 
     def send_batches(self, requests: list[list[Delivery]]) -> None:
         """One request per chunk; each chunk's outcome is stored while the next is sent.

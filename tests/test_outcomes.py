@@ -241,6 +241,17 @@ def test_retry_later_fails_a_definite_refusal_that_cannot_be_retried(
     assert [row.status for row in rows()] == ["failed"]
 
 
+def test_a_401_stops_the_single_sends_after_it_and_fails_them_unsent(sandbox: Any) -> None:
+    requests = written(3, batch=False)
+    with CloudMailsClient("wrong-key", api_url=sandbox.url) as client:
+        dispatch.Dispatcher(client).send(requests)
+
+    assert len(sandbox.requests) == 1
+    stored = rows()
+    assert {(row.status, row.error_code) for row in stored} == {("failed", "401")}
+    assert sorted(row.attempts for row in stored) == [0, 0, 1]
+
+
 def test_resending_keeps_a_refused_row_unknown(sandbox: Any, one_try: Any) -> None:
     requests = written(1, batch=False)
     outbox.mark_unknown(requests[0], code="transport", error="reset", attempts=1)

@@ -158,18 +158,20 @@ class _Run:
         self.lock = threading.Lock()
 
     def run(self, rows: Sequence[_Row]) -> None:
+        """Ask about ``rows``; the requests of the next chunk are queued before this
+        chunk's answers are awaited, so the threads never wait for the database."""
+        self.conf.client().close()  # a missing API key fails here, on this thread
         chunks = [rows[i : i + ROWS_PER_STATEMENT] for i in range(0, len(rows), ROWS_PER_STATEMENT)]
         workers = min(self.conf.poll_concurrency, len(rows)) or 1
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="cloudmails-poll") as pool:
-                in_flight = self._submit(pool, chunks[0]) if chunks else []
+                queued = [self._submit(pool, chunk) for chunk in chunks[:1]]
                 for position, chunk in enumerate(chunks):
-                    answers = [future.result() for future in in_flight]
                     if position + 1 < len(chunks) and not self.stopped.is_set():
-                        in_flight = self._submit(pool, chunks[position + 1])
-                    self._store(chunk, answers)
-                    if self.stopped.is_set():
-                        break
+                        queued.append(self._submit(pool, chunks[position + 1]))
+                    if not queued:
+                        break  # stopped by a 429: the rest was never asked about
+                    self._store(chunk, [future.result() for future in queued.pop(0)])
         finally:
             for client in self.clients:
                 client.close()

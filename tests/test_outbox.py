@@ -302,3 +302,21 @@ def test_rows_are_found_by_uuid_after_a_raw_update() -> None:
     outbox.mark_sent([(row, "msg_z")], attempts=1)
 
     assert Delivery.objects.get(pk=uuid.UUID(str(row.id))).message_id == "msg_z"
+
+
+def test_sending_imports_nothing_of_receiving() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, django; django.setup(); "
+        "import django_cloudmails.backends, django_cloudmails.dispatch; "
+        "print(sorted(m for m in sys.modules if m.startswith('django_cloudmails.') and "
+        "m.rsplit('.', 1)[1] in ('recording', 'webhooks', 'views', 'pg_ingest')))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "[]"

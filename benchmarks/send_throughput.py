@@ -141,12 +141,20 @@ def main() -> None:
     parser.add_argument("--batch-messages", type=int, default=5000)
     args = parser.parse_args()
 
+    with_sandbox_and_django(
+        lambda url, vendor: run(url, vendor, args.messages, args.batch_messages)
+    )
+
+
+def with_sandbox_and_django(run: Callable[[str, str], None]) -> None:
+    """``run(api_url, vendor)`` with the sandbox in its own process and Django configured
+    on a scratch database; both are cleaned up after."""
     sandbox, api_url = start_sandbox()
     try:
         with tempfile.TemporaryDirectory() as workdir:
             vendor = configure_django(api_url, workdir)
             try:
-                run(api_url, vendor, args.messages, args.batch_messages)
+                run(api_url, vendor)
             finally:
                 drop_scratch_database()
     finally:

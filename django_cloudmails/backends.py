@@ -29,7 +29,7 @@ from django.db import router, transaction
 from . import dispatch, lifecycle, outbox, pacing
 from .anymail_compat import set_anymail_status
 from .client import CloudMailsClient
-from .conf import BY_KEY, CloudMailsSettings, settings_for_alias
+from .conf import BY_KEY, CloudMailsSettings, mailer_settings
 from .exceptions import (
     CloudMailsConfigurationError,
     CloudMailsError,
@@ -198,11 +198,17 @@ class _CloudMailsBackend(BaseEmailBackend):
         requests: list[list[Delivery]],
         *,
         batch: bool,
+        attempt_started: bool,
     ) -> bool:
-        """Key and insert every row; return whether they are committed already."""
+        """Key and insert every row; return whether they are committed already.
+
+        ``attempt_started``: the rows go out right away (see :func:`outbox.insert`).
+        """
         for rows in requests:
             outbox.assign_idempotency_keys([rows], batch=batch or len(rows) > 1)
-        committed = outbox.insert([row for group in rows_by_email for row in group])
+        committed = outbox.insert(
+            [row for group in rows_by_email for row in group], attempt_started=attempt_started
+        )
         for email, group in zip(emails, rows_by_email, strict=True):
             email.cloudmails_deliveries = group  # type: ignore[attr-defined]
         return committed
@@ -240,7 +246,9 @@ class EmailBackend(_CloudMailsBackend):
         try:
             requests = dispatch.chunks(pending, self.settings.batch_size)
             # Rows committed before the call cannot have orphaned events (see outbox).
-            committed = self._write(emails, rows_by_email, requests, batch=len(pending) > 1)
+            committed = self._write(
+                emails, rows_by_email, requests, batch=len(pending) > 1, attempt_started=True
+            )
             if pending:
                 assert self.client is not None
                 dispatcher = dispatch.Dispatcher(self.client, link_orphans=not committed)
@@ -278,7 +286,7 @@ class CeleryEmailBackend(_CloudMailsBackend):
             raise CloudMailsConfigurationError(
                 "CeleryEmailBackend needs Celery: pip install 'django-cloudmails[celery]'."
             )
-        worker = settings_for_alias(self.alias or DEFAULT_ALIAS)
+        worker = mailer_settings(self.alias or DEFAULT_ALIAS)
         ignored = [
             f'"{BY_KEY[key].backend_option}"'
             for key in WORKER_SETTINGS
@@ -296,7 +304,7 @@ class CeleryEmailBackend(_CloudMailsBackend):
         if pending:
             check_configuration(self.settings)
         requests = dispatch.chunks(pending, pacing.request_size(self.settings))
-        self._write(emails, rows_by_email, requests, batch=False)
+        self._write(emails, rows_by_email, requests, batch=False, attempt_started=False)
         for email, group in zip(emails, rows_by_email, strict=True):
             set_anymail_status(email, group)
         if pending:

@@ -31,7 +31,7 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db.models import QuerySet
 
 from .backends import DEFAULT_ALIAS, CeleryEmailBackend
-from .conf import alias_options, settings_for_alias
+from .conf import alias_options, mailer_settings
 from .exceptions import CloudMailsInvalidMessage
 
 #: A recipient: an address, an ``(address, merge data)`` pair, or a mapping holding the
@@ -85,7 +85,7 @@ def send_campaign(
         raise CloudMailsInvalidMessage("A campaign needs an html or a text body.", field="html")
     alias = alias or DEFAULT_ALIAS
     backend = CeleryEmailBackend(alias=alias, **alias_options(alias))
-    size = chunk_size or settings_for_alias(alias).batch_size
+    size = chunk_size or mailer_settings(alias).batch_size
     if size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {size}.")
     template = _Template(subject, html, text, from_email, reply_to, merge_global_data)

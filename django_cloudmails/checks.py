@@ -2,7 +2,9 @@
 
 Ids are stable and never reused: E001 missing API key, E002 malformed API_URL, E003
 webhook URL routed without WEBHOOK_SECRET, E004 unknown CLOUDMAILS key, E005 a value of
-the wrong type or range, E006 a malformed WEBHOOK_SECRET or WEBHOOK_SIGNING_SECRET.
+the wrong type or range, E006 a malformed WEBHOOK_SECRET or WEBHOOK_SIGNING_SECRET, E007
+database routers that write Delivery, DeliveryEvent and Suppression to different
+databases.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
+from django.db import router
 from django.urls import NoReverseMatch, reverse
 
 from . import signing
@@ -22,10 +25,10 @@ from .conf import (
     DEFAULTS,
     OPTION_KEYS,
     SUPPRESSED_RECIPIENT_ACTIONS,
-    SUPPRESSION_REASONS,
     CloudMailsSettings,
     app_settings,
 )
+from .lifecycle import SUPPRESSION_REASONS
 
 BACKEND_PREFIX = "django_cloudmails.backends."
 
@@ -65,7 +68,25 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         errors.extend(_check_numbers(conf, names))
     errors.extend(_check_values(app_settings))
     errors.extend(_check_webhook(app_settings))
+    errors.extend(_check_routing())
     return errors
+
+
+def _check_routing() -> Iterator[CheckMessage]:
+    """The three models reference one another and are written in one transaction (a
+    webhook event, its Delivery, the suppression it adds): one database for all."""
+    from .models import Delivery, DeliveryEvent, Suppression
+
+    models = (Delivery, DeliveryEvent, Suppression)
+    aliases = {model.__name__: router.db_for_write(model) for model in models}
+    if len(set(aliases.values())) > 1:
+        where = ", ".join(f'{name} to "{alias}"' for name, alias in aliases.items())
+        yield Error(
+            f"Your DATABASE_ROUTERS write the cloudmails models to different databases ({where}).",
+            hint='Route every model of the "cloudmails" app to one database, e.g. by '
+            'model._meta.app_label == "cloudmails" in db_for_read and db_for_write.',
+            id="cloudmails.E007",
+        )
 
 
 def _unknown_keys(user: Mapping[str, Any]) -> Iterator[CheckMessage]:
@@ -134,6 +155,20 @@ def _check_values(conf: CloudMailsSettings) -> Iterator[CheckMessage]:
         yield Error(
             f'CLOUDMAILS["SUPPRESS_ON"] has unknown reasons: {", ".join(sorted(unknown))}.',
             hint="Choose from " + ", ".join(SUPPRESSION_REASONS) + ".",
+            id="cloudmails.E005",
+        )
+    schedule = conf.get("POLL_SCHEDULE")
+    if not (
+        isinstance(schedule, (list, tuple))
+        and schedule
+        and all(
+            isinstance(delay, (int, float)) and not isinstance(delay, bool) and delay > 0
+            for delay in schedule
+        )
+    ):
+        yield Error(
+            'CLOUDMAILS["POLL_SCHEDULE"] must be a non-empty list of seconds, each above 0.',
+            hint="For example (60, 300, 1800, 7200, 43200): 1 min, 5 min, 30 min, 2 h, 12 h.",
             id="cloudmails.E005",
         )
     if conf.suppressed_recipients not in SUPPRESSED_RECIPIENT_ACTIONS:

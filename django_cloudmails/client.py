@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from . import __version__
 from .exceptions import (
@@ -179,6 +181,7 @@ class CloudMailsClient:
                 status=str(data.get("status", "sent")),
                 attempts=attempts,
             ),
+            attempts,
         )
 
     def send_batch(
@@ -213,11 +216,13 @@ class CloudMailsClient:
                 items=_batch_items(data["messages"], len(messages)),
                 attempts=attempts,
             ),
+            attempts,
         )
 
     def get_email(self, message_id: str) -> EmailStatus:
         """Fetch one message's delivery status (``GET /emails/{message_id}``)."""
-        data, _ = self.retry.call(lambda: self._request("GET", f"/emails/{message_id}", None, None))
+        path = f"/emails/{quote(message_id, safe='')}"
+        data, _ = self.retry.call(lambda: self._request("GET", path, None, None))
         return _parsed(
             f"GET /emails/{message_id}",
             lambda: EmailStatus(
@@ -267,11 +272,13 @@ class CloudMailsClient:
             response = self._send(method, path, body, idempotency_key)
         except requests.Timeout as err:
             raise CloudMailsTimeout(
-                f"CloudMails did not answer {method} {path} within {self.timeout}s."
+                f"CloudMails did not answer {method} {path} within {self.timeout}s.",
+                ambiguous=not _never_sent(err),
             ) from err
         except requests.RequestException as err:
             raise CloudMailsTransportError(
-                f"{method} {path} to CloudMails did not complete: {type(err).__name__}."
+                f"{method} {path} to CloudMails did not complete: {type(err).__name__}.",
+                ambiguous=not _never_sent(err),
             ) from err
         if response.status_code >= 400:
             raise _error_from_response(response, method, path)
@@ -290,6 +297,30 @@ class CloudMailsClient:
                 response=response,
             )
         return data
+
+
+#: requests errors raised before anything is sent (the URL or a header is malformed).
+_BEFORE_SENDING = (
+    requests.exceptions.URLRequired,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidHeader,
+)
+
+
+def _never_sent(err: requests.RequestException) -> bool:
+    """Whether ``err`` proves the request never left: the connection was not opened
+    (refused, unresolvable host, connect timeout) or the request was not built.
+
+    Anything else (a reset, a closed or timed-out connection after sending, a broken
+    answer) may have reached the API.
+    """
+    if isinstance(err, (requests.exceptions.ConnectTimeout, *_BEFORE_SENDING)):
+        return True
+    reason = err.args[0] if err.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps it
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
 def _dumps(value: Any) -> str:
@@ -339,15 +370,17 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def _parsed(what: str, build: Callable[[], T]) -> T:
+def _parsed(what: str, build: Callable[[], T], attempts: int = 1) -> T:
     """Build a result from a success body, or say that the body was not what we expect."""
     try:
         return build()
     except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise CloudMailsBadResponse(
+        error = CloudMailsBadResponse(
             f"CloudMails answered {what} with an unexpected body ({type(err).__name__}: "
             f"{err}); the message may or may not have been accepted."
-        ) from err
+        )
+        error.attempts = attempts
+        raise error from err
 
 
 def _string(value: Any) -> str:

@@ -15,7 +15,9 @@ from typing import Any
 
 from django.conf import settings
 
-from .client import DEFAULT_API_URL, DEFAULT_TIMEOUT
+from .client import DEFAULT_API_URL, DEFAULT_TIMEOUT, CloudMailsClient
+from .exceptions import CloudMailsConfigurationError
+from .lifecycle import COMPLAINED, HARD_BOUNCE, UNSUBSCRIBED
 from .limits import MAX_BATCH_MESSAGES
 from .retry import RetryPolicy
 
@@ -55,13 +57,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("WEBHOOK_SIGNING_SECRET", None),
     Option("WEBHOOK_TOLERANCE", 300, lowest=1),
     Option("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, lowest=1),
-    Option("SUPPRESS_ON", ("hard_bounce", "complained", "unsubscribed")),
+    Option("SUPPRESS_ON", (HARD_BOUNCE, COMPLAINED, UNSUBSCRIBED)),
     Option("SUPPRESSED_RECIPIENTS", "fail"),
     # Converging: status polling and recovery of rows whose send outcome is unknown.
     Option("POLL_MAX_AGE", 3 * 24 * 3600, lowest=0),
     Option("POLL_ENGAGEMENT_FOR", 0, lowest=0),
     Option("POLL_CONCURRENCY", 8, lowest=1, highest=64),
     Option("RECOVER_AFTER", 900, lowest=0),
+    # Seconds between a row's status polls: the first after sending, then each next;
+    # the last repeats until POLL_MAX_AGE.
+    Option("POLL_SCHEDULE", (60, 300, 1800, 7200, 43200)),
+    # Recovery tries per row before it is left unknown for a person to look at.
+    Option("RECOVER_ATTEMPTS", 5, lowest=1),
     # Background sending: messages per second across every worker (None: no limit).
     Option("RATE_LIMIT", None, lowest=0.001, nullable=True),
     # The delivery dashboard warns above these rates (0.05 = 5%).
@@ -76,7 +83,6 @@ OPTION_KEYS: dict[str, str] = {
 }
 BY_KEY: dict[str, Option] = {option.key: option for option in OPTIONS}
 
-SUPPRESSION_REASONS = ("hard_bounce", "soft_bounce", "complained", "unsubscribed")
 SUPPRESSED_RECIPIENT_ACTIONS = ("fail", "raise")
 
 
@@ -186,6 +192,29 @@ class CloudMailsSettings:
         return int(self.get("POLL_CONCURRENCY"))
 
     @property
+    def poll_schedule(self) -> tuple[float, ...]:
+        """Seconds before each poll of a row: after sending, then after each poll."""
+        return tuple(float(delay) for delay in self.get("POLL_SCHEDULE"))
+
+    @property
+    def recover_attempts(self) -> int:
+        return int(self.get("RECOVER_ATTEMPTS"))
+
+    def client(self, retry: RetryPolicy | None = None) -> CloudMailsClient:
+        """A client with this API key, URL and timeout (``retry`` defaults to one try).
+
+        For background work (polling, recovery); a missing key is a configuration error.
+        """
+        if not self.api_key:
+            raise CloudMailsConfigurationError(
+                'No CloudMails API key: set CLOUDMAILS["API_KEY"] or the CLOUDMAILS_API_KEY '
+                'environment variable (or the mailer\'s "api_key" option).'
+            )
+        return CloudMailsClient(
+            self.api_key, api_url=self.api_url, timeout=self.timeout, retry=retry
+        )
+
+    @property
     def recover_after(self) -> float:
         """Seconds a row's send outcome may stay unknown before recovery settles it."""
         return float(self.get("RECOVER_AFTER"))
@@ -220,9 +249,9 @@ def alias_options(alias: str) -> dict[str, Any]:
     return {name: value for name, value in options.items() if name in OPTION_KEYS}
 
 
-def settings_for_alias(alias: str) -> CloudMailsSettings:
-    """The settings a backend of ``alias`` runs with: on Django 6.1, its ``MAILERS``
-    OPTIONS over ``CLOUDMAILS``. A background worker sending the alias's rows reads them
-    here, so they never travel through a broker."""
+def mailer_settings(alias: str) -> CloudMailsSettings:
+    """The settings a mailer alias sends with: its ``MAILERS`` OPTIONS (Django 6.1+) over
+    ``CLOUDMAILS``. Rows remember their alias: workers, polling and recovery read the
+    alias's settings here, so no secret ever travels through a broker."""
     options = alias_options(alias)
     return CloudMailsSettings(options) if options else app_settings

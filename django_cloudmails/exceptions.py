@@ -1,7 +1,9 @@
 """Errors raised by django-cloudmails.
 
 Every failure to send is a :class:`CloudMailsError`; its ``retryable`` attribute says
-whether trying the same request again can help. Configuration mistakes are
+whether trying the same request again can help, and ``outcome_unknown`` whether the API
+may have accepted the request all the same (an attempt may have reached it and no usable
+answer came): a message in that state is neither sent nor failed. Configuration mistakes are
 :class:`CloudMailsConfigurationError`, deliberately outside that tree, so that
 ``fail_silently=True`` never hides a broken setup. This module imports nothing from
 Django, so the HTTP client stays usable on its own.
@@ -17,6 +19,10 @@ class CloudMailsError(Exception):
 
     #: Whether repeating the same request may succeed.
     retryable: bool = False
+    #: Whether this failure leaves open that the API acted on the request: it may have
+    #: reached the API and no usable answer came. An HTTP error status is a definite
+    #: answer; so is a connection that never opened.
+    ambiguous: bool = False
 
     def __init__(
         self,
@@ -24,13 +30,20 @@ class CloudMailsError(Exception):
         *,
         status_code: int | None = None,
         response: Any = None,
+        ambiguous: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.response = response
+        if ambiguous is not None:
+            self.ambiguous = ambiguous
         #: How many requests were made before giving up (set by the client).
         self.attempts = 0
+        #: Whether any attempt of the call may have reached the API while none succeeded
+        #: (set by the client across retries): the outcome is unknown, whatever this last
+        #: error says. Do not send the message again with another key; recovery settles it.
+        self.outcome_unknown = self.ambiguous
 
 
 class CloudMailsAPIError(CloudMailsError):
@@ -84,11 +97,13 @@ class CloudMailsServerError(CloudMailsAPIError):
 class CloudMailsTransportError(CloudMailsError):
     """The request did not complete: connection refused, reset, or the response was lost.
 
-    The API may or may not have accepted the message; a retry with the same
-    Idempotency-Key cannot send it twice.
+    Unless the connection never opened (``ambiguous`` False), the API may or may not have
+    accepted the message; a retry with the same Idempotency-Key cannot send it twice
+    where the API honours the key.
     """
 
     retryable = True
+    ambiguous = True
 
 
 class CloudMailsTimeout(CloudMailsTransportError):
@@ -98,8 +113,10 @@ class CloudMailsTimeout(CloudMailsTransportError):
 class CloudMailsBadResponse(CloudMailsError):
     """The API answered with success but a body we cannot read.
 
-    The message may or may not have been accepted; a row stays ``queued`` with this error.
+    The message may or may not have been accepted: its row becomes ``unknown``.
     """
+
+    ambiguous = True
 
 
 class CloudMailsBatchTooLarge(CloudMailsError):

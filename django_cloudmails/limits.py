@@ -1,4 +1,5 @@
-"""Limits of the CloudMails API, shared by the client, the backend and the sandbox."""
+"""Limits of the CloudMails API, shared by the client, the backend and the sandbox, and
+the one size of our own multi-row SQL statements."""
 
 from __future__ import annotations
 
@@ -13,3 +14,8 @@ MAX_REQUEST_BYTES = 50 * 1024 * 1024
 
 #: Domain of the simulator addresses whose local part decides a message's fate.
 SIMULATOR_DOMAIN = "simulator.cloudmails.test"
+
+#: Rows (or values of an IN list) per SQL statement, well under every database's limit
+#: of parameters: the outbox's and the polls' bulk UPDATEs, suppression lookups, orphan
+#: linking.
+ROWS_PER_STATEMENT = 500

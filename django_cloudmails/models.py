@@ -79,6 +79,8 @@ class Delivery(models.Model):
     #: When status polling next asks the API about this row, and how often it has.
     next_poll_at = models.DateTimeField(_("next status poll"), null=True, blank=True)
     polls = models.PositiveSmallIntegerField(_("status polls"), default=0)
+    #: How often recovery has tried to settle this row (it stops at RECOVER_ATTEMPTS).
+    recoveries = models.PositiveSmallIntegerField(_("recovery tries"), default=0)
     #: The delivery this one resends (the admin's "resend" action).
     resent_from = models.ForeignKey(
         "self",
@@ -113,15 +115,6 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject!r} to {self.to_email} ({self.status})"
-
-
-def advanced_status(status: str) -> models.Case:
-    """An UPDATE value that moves a Delivery's status to ``status`` only from a status
-    below it in the lifecycle, so that a late or repeated report never moves it back."""
-    return models.Case(
-        models.When(status__in=lifecycle.statuses_below(status), then=models.Value(status)),
-        default=models.F("status"),
-    )
 
 
 class DeliveryEvent(models.Model):
@@ -191,11 +184,11 @@ class Suppression(models.Model):
     """An address we no longer send to, and why."""
 
     class Reason(models.TextChoices):
-        HARD_BOUNCE = "hard_bounce", _("hard bounce")
-        SOFT_BOUNCE = "soft_bounce", _("soft bounce")
-        COMPLAINED = "complained", _("complained")
-        UNSUBSCRIBED = "unsubscribed", _("unsubscribed")
-        MANUAL = "manual", _("added by hand")
+        HARD_BOUNCE = lifecycle.HARD_BOUNCE, _("hard bounce")
+        SOFT_BOUNCE = lifecycle.SOFT_BOUNCE, _("soft bounce")
+        COMPLAINED = lifecycle.COMPLAINED, _("complained")
+        UNSUBSCRIBED = lifecycle.UNSUBSCRIBED, _("unsubscribed")
+        MANUAL = lifecycle.MANUAL, _("added by hand")
 
     #: Lower-cased bare address.
     address = models.CharField(_("address"), max_length=320)

@@ -3,46 +3,45 @@
 Rows are written ``queued`` before any request (:func:`insert`), with their UUID made
 here and the Idempotency-Key of their request stored, so the id can travel in
 ``custom_args`` and the key in the header: a crash or a lost response never loses a
-message, and sending it again under its key cannot send it twice.
+message, and sending it again under its key cannot send it twice where the API honours
+the key. A row that is about to go out has ``attempt_started_at`` set (the plain backend
+writes it so; a worker's claim sets it), so a killed process leaves rows that say so.
 
-Outcomes, and why:
+Outcomes, each a :mod:`~.lifecycle` effect applied through :mod:`~.updates`, and why:
 
-- accepted: ``message_id``, ``sent_at``, ``attempts`` stored; the status moves to ``sent``
-  only from a status below it (a webhook matched through ``custom_args`` may already have
-  moved the row further).
-- refused by the API (400, 401, 403...), or 429/5xx after every retry: ``failed``, with
-  ``error_code`` (the HTTP status) and ``last_error``.
-- no answer (connection dropped, timeout, unreadable response) after every retry: the API
-  may have accepted the message, so the row stays ``queued`` with ``error_code`` and
-  ``last_error`` set; sending it again under its stored ``idempotency_key`` is safe.
+- accepted (:func:`mark_sent`): ``message_id``, ``sent_at``, ``attempts`` stored; the
+  status moves to ``sent`` only from a status below it (a webhook matched through
+  ``custom_args`` may already have moved the row further).
+- refused, every attempt definitely (:func:`mark_failed`): ``failed``, with
+  ``error_code`` (the HTTP status, or ``transport`` for a connection that never opened)
+  and ``last_error``.
+- an attempt may have reached the API and none succeeded (:func:`mark_unknown`): the
+  outcome is unknown: ``unknown`` with the error kept, never ``failed``, whatever the
+  later attempts answered. Evidence, a poll or recovery settles it.
+- a retryable refusal handed back to a caller that schedules its own retry
+  (:func:`mark_retrying`): the status stays, the error and attempts are recorded.
 
 Each payload is encoded to JSON once (:func:`payload_json`): the same text is written
 to the row and sent in the request body. Message ids of a batch are stored with one
-``UPDATE ... FROM (VALUES ...)`` per chunk: ``QuerySet.bulk_update`` writes one CASE WHEN
-per row and costs ~165 us a row.
+``UPDATE ... FROM (VALUES ...)`` per chunk (:func:`updates.update_rows`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.encoding import force_str
 
-from . import lifecycle, recording
+from . import identity, lifecycle, orphans, updates
 from .client import RawJSON
-from .models import Delivery, advanced_status
+from .limits import ROWS_PER_STATEMENT
+from .models import Delivery
 from .payloads import ApiMessage, with_delivery_id
-
-#: Rows per UPDATE statement when storing message ids.
-UPDATE_CHUNK = 500
 
 _INSERT_SQL: dict[str, tuple[str, list[Any]]] = {}
 #: Values every database driver takes as they are (str, int, bool: no conversion).
@@ -57,24 +56,23 @@ ERROR_UNSUPPORTED = "unsupported"
 ERROR_SUPPRESSED = "suppressed"
 ERROR_TRANSPORT = "transport"
 ERROR_TIMEOUT = "timeout"
+ERROR_BAD_RESPONSE = "bad_response"
 
 #: Where new_delivery keeps the encoded payload on the instance (not a model field).
 _PAYLOAD_JSON = "_cloudmails_payload_json"
 
 
-def assign_idempotency_keys(requests: Sequence[Sequence[Delivery]], *, batch: bool) -> None:
-    """Give each row the Idempotency-Key of the request it will go out in.
+def assign_idempotency_keys(requests: Sequence[list[Delivery]], *, batch: bool) -> None:
+    """Put each request's rows in the order they go out in, and give each row the
+    Idempotency-Key of its request.
 
     Called before the rows are written, so the key is stored with them. A single send is
-    keyed by its row's id; a batch request by the ids of its rows, in order.
+    keyed by its row's id; a batch request by the ids of its rows, in order: the order of
+    their ids (:func:`identity.in_request_order`), which recovery can rebuild.
     """
     for rows in requests:
-        if batch:
-            digest = hashlib.sha256("".join(row.id.hex for row in rows).encode()).hexdigest()
-            key = f"cloudmails-batch-{digest[:40]}"
-        else:
-            (row,) = rows
-            key = f"cloudmails-{row.id}"
+        rows[:] = identity.in_request_order(rows)
+        key = identity.request_key([row.id for row in rows], batch=batch)
         for row in rows:
             row.idempotency_key = key
 
@@ -167,8 +165,12 @@ def invalid_delivery(message: Any, error: Exception, *, alias: str, code: str) -
     )
 
 
-def insert(rows: Sequence[Delivery]) -> bool:
+def insert(rows: Sequence[Delivery], *, attempt_started: bool = False) -> bool:
     """Write new rows; return whether they are committed already (autocommit).
+
+    ``attempt_started`` writes the ``queued`` rows with ``attempt_started_at`` set to the
+    statement's timestamp: for a caller that sends them right away (a killed process
+    then leaves rows that say an attempt started).
 
     On SQLite and PostgreSQL this is one prepared INSERT run with ``executemany``:
     ``bulk_create`` compiles its SQL anew for every call, which costs more than the
@@ -183,11 +185,15 @@ def insert(rows: Sequence[Delivery]) -> bool:
     committed = connection.get_autocommit() and not connection.in_atomic_block
     if not rows:
         return committed
+    now = timezone.now()
     if connection.vendor not in ("sqlite", "postgresql"):
-        Delivery.objects.using(using).bulk_create(rows, batch_size=UPDATE_CHUNK)
+        for row in rows:
+            if attempt_started and row.status == lifecycle.QUEUED:
+                row.attempt_started_at = now
+        Delivery.objects.using(using).bulk_create(rows, batch_size=ROWS_PER_STATEMENT)
         return committed
     sql, fields = _insert_statement(connection)
-    params = _insert_params(rows, fields, connection)
+    params = _insert_params(rows, fields, connection, now, attempt_started)
     if len(rows) == 1:
         with connection.cursor() as cursor:
             cursor.execute(sql, next(params))
@@ -205,11 +211,11 @@ def insert(rows: Sequence[Delivery]) -> bool:
 
 
 def _insert_params(
-    rows: Sequence[Delivery], fields: list[Any], connection: Any
+    rows: Sequence[Delivery], fields: list[Any], connection: Any, now: Any, started: bool
 ) -> Iterator[list[Any]]:
     """Each row's INSERT parameters, in field order (see :func:`insert`)."""
     plain = _PLAIN_TYPES
-    now = timezone.now()
+    queued = lifecycle.QUEUED
     auto = [f for f in fields if _is_auto_timestamp(f)]
     stamps = {f.attname: now for f in auto}
     stamp = auto[0].get_db_prep_save(now, connection)
@@ -217,6 +223,8 @@ def _insert_params(
     for row in rows:
         attrs = row.__dict__
         attrs.update(stamps)
+        if started and attrs["status"] == queued:
+            attrs["attempt_started_at"] = now
         values = []
         for field in fields:
             value = attrs[field.attname]
@@ -265,7 +273,7 @@ def mark_sent(
 ) -> None:
     """Store the message ids the API returned and move the rows to ``sent``.
 
-    ``link_orphans=False`` skips :func:`~django_cloudmails.recording.apply_orphan_events`;
+    ``link_orphans=False`` skips :func:`~django_cloudmails.orphans.apply_orphan_events`;
     pass it only when the rows were committed before the API call: every event then
     finds its row by the Delivery id in ``custom_args``, so no event can be orphaned.
     """
@@ -273,22 +281,14 @@ def mark_sent(
         return
     now = timezone.now()
     using = _db()
-    connection = connections[using]
-    if _updates_from_values(connection):
-        for start in range(0, len(accepted), UPDATE_CHUNK):
-            _update_from_values(
-                connection, accepted[start : start + UPDATE_CHUNK], attempts, batch_id, now
-            )
-    else:
-        for delivery, message_id in accepted:
-            Delivery.objects.using(using).filter(pk=delivery.pk).update(
-                message_id=message_id,
-                batch_id=batch_id,
-                status=advanced_status(lifecycle.SENT),
-                attempts=F("attempts") + attempts,
-                sent_at=now,
-                updated_at=now,
-            )
+    updates.update_rows(
+        lifecycle.ACCEPTED,
+        [(delivery.pk, {"message_id": message_id}) for delivery, message_id in accepted],
+        using=using,
+        batch_id=batch_id,
+        attempts=attempts,
+        now=now,
+    )
     for delivery, message_id in accepted:
         delivery.message_id = message_id
         delivery.batch_id = batch_id
@@ -301,105 +301,61 @@ def mark_sent(
             # Events that came while the rows were invisible are stored as orphans
             # until the caller's transaction commits; link them then.
             transaction.on_commit(
-                lambda: recording.apply_orphan_events(message_ids, using=using), using=using
+                lambda: orphans.apply_orphan_events(message_ids, using=using), using=using
             )
         else:
-            recording.apply_orphan_events(message_ids, using=using)
+            orphans.apply_orphan_events(message_ids, using=using)
 
 
 def mark_failed(rows: Iterable[Delivery], *, code: str, error: str, attempts: int) -> None:
-    """Record a refusal: the rows become ``failed`` with the error kept."""
+    """Record a definite refusal: rows still ``queued`` become ``failed``, error kept."""
+    rows = [row for row in rows if row.status in lifecycle.REFUSABLE]
+    _record(rows, lifecycle.REFUSED, code, error, attempts, only=lifecycle.REFUSABLE)
+    for row in rows:
+        row.status, row.failed_at = lifecycle.FAILED, row.updated_at
+
+
+def mark_unknown(rows: Iterable[Delivery], *, code: str, error: str, attempts: int) -> None:
+    """Record that the outcome is unknown: the rows become ``unknown``, error kept."""
     rows = list(rows)
+    _record(rows, lifecycle.UNANSWERED, code, error, attempts)
+    for row in rows:
+        row.status = lifecycle.advance(row.status, lifecycle.UNKNOWN)
+
+
+def mark_retrying(rows: Iterable[Delivery], *, code: str, error: str, attempts: int) -> None:
+    """Record a retryable refusal the caller retries itself: the status stays."""
+    _record(list(rows), lifecycle.RETRYING, code, error, attempts)
+
+
+def _record(
+    rows: list[Delivery],
+    effect: lifecycle.Effect,
+    code: str,
+    error: str,
+    attempts: int,
+    *,
+    only: tuple[str, ...] | None = None,
+) -> None:
+    """Apply an outcome ``effect`` to ``rows`` (those in a status of ``only``)."""
     if not rows:
         return
     now = timezone.now()
-    Delivery.objects.using(_db()).filter(
-        pk__in=[row.pk for row in rows], status__in=lifecycle.statuses_below(lifecycle.FAILED)
-    ).update(
-        status=lifecycle.FAILED,
-        error_code=code,
-        last_error=error,
-        attempts=F("attempts") + attempts,
-        failed_at=now,
-        updated_at=now,
+    values = updates.orm_values(
+        effect, error_code=code, last_error=error, attempts=attempts, now=now
     )
+    pks = [row.pk for row in rows]
+    for start in range(0, len(pks), ROWS_PER_STATEMENT):
+        matching = Delivery.objects.using(_db()).filter(
+            pk__in=pks[start : start + ROWS_PER_STATEMENT]
+        )
+        if only is not None:
+            matching = matching.filter(status__in=only)
+        matching.update(**values)
     for row in rows:
-        row.status = lifecycle.advance(row.status, lifecycle.FAILED)
-        row.error_code, row.last_error, row.failed_at = code, error, now
-        row.attempts += attempts
-
-
-def mark_unanswered(rows: Iterable[Delivery], *, code: str, error: str, attempts: int) -> None:
-    """Record that no answer came: the rows stay ``queued``, safe to send again."""
-    rows = list(rows)
-    if not rows:
-        return
-    now = timezone.now()
-    Delivery.objects.using(_db()).filter(pk__in=[row.pk for row in rows]).update(
-        error_code=code, last_error=error, attempts=F("attempts") + attempts, updated_at=now
-    )
-    for row in rows:
-        row.error_code, row.last_error = code, error
+        row.error_code, row.last_error, row.updated_at = code, error, now
         row.attempts += attempts
 
 
 def _db() -> str:
     return router.db_for_write(Delivery)
-
-
-def _updates_from_values(connection: Any) -> bool:
-    """Whether the database runs ``UPDATE ... FROM``: PostgreSQL, and SQLite from 3.33
-    (Django 4.2 and 5.2 still support older SQLite, which take the per-row UPDATE)."""
-    if connection.vendor == "postgresql":
-        return True
-    return bool(
-        connection.vendor == "sqlite" and connection.Database.sqlite_version_info >= (3, 33)
-    )
-
-
-def _update_from_values(
-    connection: Any,
-    accepted: Sequence[tuple[Delivery, str]],
-    attempts: int,
-    batch_id: str,
-    now: datetime,
-) -> None:
-    """One ``UPDATE ... FROM (VALUES ...)`` for up to UPDATE_CHUNK rows.
-
-    SQLite keeps a UUIDField as 32 hex digits, PostgreSQL as ``uuid``; the pk field's own
-    conversion gives the right form and PostgreSQL gets an explicit cast.
-    """
-    quote = connection.ops.quote_name
-    table = quote(Delivery._meta.db_table)
-    pk_field = Delivery._meta.pk
-    assert pk_field is not None
-    row_sql = "(CAST(%s AS uuid), %s)" if connection.vendor == "postgresql" else "(%s, %s)"
-    params: list[Any] = []
-    for delivery, message_id in accepted:
-        params.append(pk_field.get_db_prep_value(delivery.pk, connection))
-        params.append(message_id)
-    below = lifecycle.statuses_below(lifecycle.SENT)
-    when = ", ".join(["%s"] * len(below))
-    stamp = Delivery._meta.get_field("sent_at").get_db_prep_value(  # type: ignore[union-attr]
-        now, connection
-    )
-    status_sql = f"status = CASE WHEN {table}.status IN ({when}) THEN %s ELSE {table}.status END"
-    # Only quoted names and placeholders are interpolated; every value is a parameter.
-    if len(accepted) == 1 and not batch_id:
-        # One row of a single /send: a plain UPDATE by pk, cheaper to run.
-        sql = (
-            f"UPDATE {table} SET message_id = %s, {status_sql}, "  # noqa: S608
-            f"attempts = attempts + %s, sent_at = %s, updated_at = %s WHERE id = %s"
-        )
-        params = [params[1], *below, lifecycle.SENT, attempts, stamp, stamp, params[0]]
-    else:
-        values = ", ".join([row_sql] * len(accepted))
-        sql = (
-            f"WITH v (id, message_id) AS (VALUES {values}) "  # noqa: S608
-            f"UPDATE {table} SET message_id = v.message_id, batch_id = %s, {status_sql}, "
-            f"attempts = {table}.attempts + %s, sent_at = %s, updated_at = %s "
-            f"FROM v WHERE {table}.id = v.id"
-        )
-        params += [batch_id, *below, lifecycle.SENT, attempts, stamp, stamp]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)

@@ -35,10 +35,8 @@ from .attachments import check_single_parts, encode_attachments
 from .charsets import check_encodable
 from .exceptions import CloudMailsInvalidMessage
 from .headers import CloudMailsBadHeader, header_value
+from .identity import DELIVERY_ID_ARG
 from .limits import MAX_MESSAGE_BYTES
-
-#: The custom_args key carrying the Delivery id; webhooks match rows by it.
-DELIVERY_ID_ARG = "cloudmails_delivery_id"
 
 #: Headers that map onto API fields (spelled as Django reads them); any other extra
 #: header is unsupported.

@@ -49,14 +49,18 @@ class RetryPolicy:
         """Run ``request`` until it succeeds or retrying cannot help.
 
         Returns the result and the number of attempts made. The last error is re-raised
-        with its ``attempts`` set.
+        with its ``attempts`` set, and ``outcome_unknown`` when any attempt was
+        ambiguous (a later definite refusal does not undo that the API may have acted).
         """
         attempt = 1
+        unknown = False
         while True:
             try:
                 return request(), attempt
             except CloudMailsError as error:
                 error.attempts = attempt
+                unknown = unknown or error.ambiguous
+                error.outcome_unknown = unknown
                 if not error.retryable or attempt >= self.attempts:
                     raise
                 self.sleep(self.delay(attempt, error))

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from . import dispatch, lifecycle
 from .backends import check_configuration, new_client
-from .conf import app_settings, settings_for_alias
+from .conf import app_settings, mailer_settings
 from .models import Delivery
 from .pacing import Pace, PacedRetry
 
@@ -97,7 +97,7 @@ def send_deliveries(ids: Sequence[str], *, claimed_at: datetime | None = None) -
     started = time.perf_counter()
     report = SendReport(given=len(ids))
     for alias in _aliases(ids):
-        check_configuration(settings_for_alias(alias))
+        check_configuration(mailer_settings(alias))
     claimed = claim(ids, owned_at=claimed_at)
     report.claimed_at = claimed.at.isoformat()
     by_alias: dict[str, list[list[Delivery]]] = defaultdict(list)
@@ -212,7 +212,7 @@ def _send_requests(alias: str, requests: list[list[Delivery]]) -> int:
 
     Retries happen inside the client (its RetryPolicy, every attempt paced).
     """
-    conf = settings_for_alias(alias)
+    conf = mailer_settings(alias)
     policy = conf.retry_policy
     paced = PacedRetry(
         attempts=policy.attempts,

@@ -58,7 +58,7 @@ def send_deliveries(ids: list[str], claimed_at: str | None = None) -> dict[str, 
 @shared_task(name="cloudmails.poll_statuses", ignore_result=True)
 def poll_statuses() -> None:
     """Ask the API for the status of rows not yet final (see ``polling.poll``)."""
-    from .polling import poll  # type: ignore[import-not-found]
+    from .polling import poll
 
     poll()
 
@@ -67,7 +67,7 @@ def poll_statuses() -> None:
 def recover_deliveries() -> None:
     """Hand rows whose task was lost to a worker again, then settle rows whose outcome
     is unknown (see :func:`.sending.unclaimed_requests` and ``recovery.recover``)."""
-    from .recovery import recover  # type: ignore[import-not-found]
+    from .recovery import recover
     from .sending import unclaimed_requests
 
     enqueue_sends(unclaimed_requests())

@@ -53,8 +53,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import lifecycle, signing
+from .identity import DELIVERY_ID_ARG
 from .json_body import BodyError, load_json
-from .payloads import DELIVERY_ID_ARG
 from .timestamps import parse_timestamp
 
 #: Bodies whose ``event`` (or, without one, ``type``) is one of these are test pings.

@@ -40,3 +40,8 @@ def event_body(name: str = "delivered", *, rich: bool = False, **fields: Any) ->
 def without(body: dict[str, Any], *names: str) -> dict[str, Any]:
     """``body`` without the fields ``names``."""
     return {key: value for key, value in body.items() if key not in names}
+
+
+def webhook_url(server: Any, credentials: str = "hook:s3cret") -> str:
+    """The URL of a live server's webhook view, Basic credentials in it."""
+    return f"http://{credentials}@{server.host}:{server.port}/cloudmails/webhook/"

@@ -79,6 +79,8 @@ TEMPLATES = [
 
 def _database() -> dict[str, object]:
     url = os.environ.get("DATABASE_URL", "")
+    if url.startswith("sqlite:///"):  # a file, for tests that share it with a child process
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": url[len("sqlite:///") :]}
     if not is_postgresql(url):
         # A file (in WAL mode, see conftest), not memory: worker processes share it.
         name = WORKER_DATABASE or str(RUN_DIR / "test.sqlite3")

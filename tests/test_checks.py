@@ -160,6 +160,46 @@ def test_e001_names_the_mailers_alias_without_a_key(settings: Any) -> None:
     assert 'MAILERS["bulk"]' in error.msg
 
 
+@pytest.mark.parametrize(
+    "schedule", [[], [60, 0], ["60"], 60, [True]], ids=["empty", "zero", "text", "number", "bool"]
+)
+def test_e005_poll_schedule_that_is_not_a_list_of_positive_seconds(
+    settings: Any, schedule: Any
+) -> None:
+    settings.CLOUDMAILS = {**settings.CLOUDMAILS, "POLL_SCHEDULE": schedule}
+
+    assert ids() == ["cloudmails.E005"]
+
+
+class SplitRouter:
+    """Writes webhook events to another database than the rest of the app."""
+
+    def db_for_write(self, model: Any, **hints: Any) -> str | None:
+        return "events" if model.__name__ == "DeliveryEvent" else None
+
+
+class AppRouter:
+    """Routes the whole app to one database: allowed."""
+
+    def db_for_write(self, model: Any, **hints: Any) -> str | None:
+        return "mail" if model._meta.app_label == "cloudmails" else None
+
+
+def test_e007_routers_that_split_the_app_across_databases(settings: Any) -> None:
+    settings.DATABASE_ROUTERS = [SplitRouter()]
+
+    (message,) = check_settings()
+    assert message.id == "cloudmails.E007"
+    assert 'DeliveryEvent to "events"' in message.msg
+    assert "app_label" in (message.hint or "")
+
+
+def test_e007_not_raised_when_the_app_is_routed_together(settings: Any) -> None:
+    settings.DATABASE_ROUTERS = [AppRouter()]
+
+    assert ids() == []
+
+
 @pytest.mark.django_db  # Django 6.1's checks query the database
 def test_check_command_reports_our_errors(settings: Any) -> None:
     settings.CLOUDMAILS = {"API_KEY": "k", "WEBHOOK_SECRET": "hook:s3cret", "TIMEOUT": -1}

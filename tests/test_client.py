@@ -16,6 +16,7 @@ from django_cloudmails.client import CloudMailsClient, RawJSON, iter_batches
 from django_cloudmails.exceptions import (
     CloudMailsBadResponse,
     CloudMailsBatchTooLarge,
+    CloudMailsError,
     CloudMailsInvalidRequest,
     CloudMailsNotFound,
     CloudMailsRateLimited,
@@ -163,6 +164,74 @@ def test_unreachable_api_is_a_transport_error() -> None:
     with CloudMailsClient("k", api_url="http://127.0.0.1:9/v1", timeout=2) as client:
         with pytest.raises(CloudMailsTransportError):
             client.send(message())
+
+
+# Which failures leave the outcome unknown.
+
+
+def test_a_connection_that_never_opened_is_a_definite_failure(unused_port: int) -> None:
+    url = f"http://127.0.0.1:{unused_port}/v1"
+    with CloudMailsClient("k", api_url=url, retry=no_sleep_policy(2)) as client:
+        with pytest.raises(CloudMailsTransportError) as raised:
+            client.send(message())
+
+    assert (raised.value.ambiguous, raised.value.outcome_unknown) == (False, False)
+    assert raised.value.attempts == 2
+
+
+@pytest.mark.parametrize("fault", ["drop", "lose"])
+def test_a_connection_closed_after_sending_leaves_the_outcome_unknown(
+    client: Any, sandbox: Any, fault: str
+) -> None:
+    sandbox.faults.script(fault)
+    with pytest.raises(CloudMailsTransportError) as raised:
+        client.send(message())
+
+    assert (raised.value.ambiguous, raised.value.outcome_unknown) == (True, True)
+
+
+def test_a_read_timeout_leaves_the_outcome_unknown(client: Any, sandbox: Any) -> None:
+    sandbox.faults.latency = 0.5
+    client.timeout = 0.05
+    with pytest.raises(CloudMailsTimeout) as raised:
+        client.send(message())
+
+    assert raised.value.outcome_unknown
+
+
+@pytest.mark.parametrize("status", [400, 429, 500, 503])
+def test_an_http_error_status_is_a_definite_answer(client: Any, sandbox: Any, status: int) -> None:
+    sandbox.faults.script(status)
+    with pytest.raises(CloudMailsError) as raised:
+        client.send(message())
+
+    assert (raised.value.ambiguous, raised.value.outcome_unknown) == (False, False)
+
+
+@pytest.mark.parametrize("later", [500, 429, 400])
+def test_a_refusal_after_a_lost_response_leaves_the_outcome_unknown(
+    sandbox: Any, later: int
+) -> None:
+    sandbox.faults.script("lose", later)
+    with CloudMailsClient(API_KEY, api_url=sandbox.url, retry=no_sleep_policy(2)) as client:
+        with pytest.raises(CloudMailsError) as raised:
+            client.send(message(), idempotency_key="cloudmails-k")
+
+    assert raised.value.status_code == later
+    assert raised.value.outcome_unknown
+    assert raised.value.attempts == 2
+    assert len(sandbox.messages) == 1
+
+
+def test_refusals_of_every_attempt_stay_definite(sandbox: Any) -> None:
+    """Only an attempt that may have reached the API makes the outcome unknown."""
+    policy = no_sleep_policy(2)
+    sandbox.faults.script(500, 500)
+    with CloudMailsClient(API_KEY, api_url=sandbox.url, retry=policy) as client:
+        with pytest.raises(CloudMailsServerError) as raised:
+            client.send(message())
+
+    assert not raised.value.outcome_unknown
 
 
 def test_slow_api_is_a_timeout(client: Any, sandbox: Any) -> None:
@@ -476,6 +545,7 @@ def test_unreadable_send_response_is_a_bad_response(canned_api: Any, body: bytes
             client.send(message())
 
     assert not raised.value.retryable
+    assert raised.value.outcome_unknown
 
 
 @pytest.mark.parametrize(

@@ -221,14 +221,14 @@ def test_no_orphan_is_lost_while_the_row_learns_its_message_id(
         return threading.get_ident() in recorder_threads
 
     if race == "orm-linker-before-the-lock":
-        lock = recording._lock_message_ids
+        lock = recording.lock_message_ids
 
         def window_then_lock(*args: Any) -> None:
             if in_recorder() and not window_open.is_set():
                 hold_window()
             lock(*args)
 
-        monkeypatch.setattr(recording, "_lock_message_ids", window_then_lock)
+        monkeypatch.setattr(recording, "lock_message_ids", window_then_lock)
     elif race == "orm-linker-under-the-lock":
         row = recording.event_row
 

@@ -93,11 +93,15 @@ def django_sends(spec: EmailSpec, server: SMTPServer) -> Any:
 def we_send(spec: EmailSpec, sandbox: Any) -> Any:
     """The API messages the sandbox received, or the exception our backend raised."""
     sandbox.reset()
+    email = spec.build()
     try:
-        EmailBackend().send_messages([spec.build()])
+        EmailBackend().send_messages([email])
     except Exception as error:  # our refusal is the result
         return error
-    return [message.payload for message in sandbox.messages]
+    # In the email's ``to`` order (a batch request carries its messages in the order of
+    # their row ids): cc and bcc ride on the first.
+    received = {message.message_id: message.payload for message in sandbox.messages}
+    return [received[row.message_id] for row in email.cloudmails_deliveries]
 
 
 def error_kind(error: BaseException) -> type[BaseException]:

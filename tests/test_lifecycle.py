@@ -44,10 +44,11 @@ def test_every_event_type_has_an_effect_with_its_status(event: str) -> None:
     assert effect_of(event).status == lifecycle.EVENT_STATUS[event]
 
 
-def test_bounce_effect_carries_reason_and_type_with_the_first_bounce() -> None:
+def test_bounce_effect_binds_reason_and_type_to_the_first_bounce() -> None:
     effect = effect_of("bounced", bounce_reason="550 user unknown", bounce_type="hard")
-    assert effect.earliest == ("bounced_at",)
-    assert effect.with_earliest == {"bounce_reason": "550 user unknown", "bounce_type": "hard"}
+    (rule,) = [rule for rule in effect.rules if rule.field == "bounced_at"]
+    assert rule.companions == ("bounce_reason", "bounce_type")
+    assert effect.inputs == {"bounce_reason": "550 user unknown", "bounce_type": "hard"}
 
 
 def test_earliest_bounce_keeps_its_reason_whatever_the_order() -> None:
@@ -130,3 +131,78 @@ def test_any_order_of_distinct_events_gives_the_same_tracking(
     shuffled = data.draw(st.permutations(stream))
     initial = Tracking(status=start)
     assert replay(shuffled, initial) == replay(sorted(stream, key=lambda e: e[1]), initial)
+
+
+# Reports other than events.
+
+
+def poll_answer(status: str | None, **fields: object) -> dict[str, object]:
+    answer: dict[str, object] = {
+        "status": status,
+        "delivered_at": None,
+        "failed_at": None,
+        "opens": None,
+        "clicks": None,
+    }
+    answer.update(fields)
+    return answer
+
+
+def test_a_status_the_lifecycle_does_not_know_changes_nothing() -> None:
+    assert lifecycle.advance(lifecycle.SENT, "archived") == lifecycle.SENT
+    assert lifecycle.advance(lifecycle.SENT, None) == lifecycle.SENT
+
+
+def test_a_poll_takes_the_apis_delivered_at_and_the_higher_counters() -> None:
+    state = Tracking(status=lifecycle.SENT, delivered_at=at(1), opens=3, clicks=0)
+
+    polled = apply(
+        state, lifecycle.POLLED, **poll_answer("delivered", delivered_at=at(2), opens=1, clicks=2)
+    )
+
+    assert (polled.status, polled.delivered_at, polled.opens, polled.clicks) == (
+        lifecycle.DELIVERED,
+        at(2),
+        3,
+        2,
+    )
+
+
+def test_a_poll_answer_without_facts_keeps_the_rows() -> None:
+    state = Tracking(status=lifecycle.DEFERRED, delivered_at=at(1), opens=2)
+
+    assert apply(state, lifecycle.POLLED, **poll_answer(None)) == state
+
+
+def test_unknown_is_left_by_any_proof_and_never_failed_by_the_send_side() -> None:
+    assert lifecycle.advance(lifecycle.UNKNOWN, lifecycle.SENT) == lifecycle.SENT
+    assert lifecycle.advance(lifecycle.QUEUED, lifecycle.UNKNOWN) == lifecycle.UNKNOWN
+    assert lifecycle.UNKNOWN not in lifecycle.REFUSABLE
+
+
+@pytest.mark.parametrize(
+    ("payload", "facts"),
+    [
+        ({}, ("", "hard")),
+        ({"bounce_type": "SOFT", "bounce_reason": "452"}, ("452", "soft")),
+        ({"bounce_type": "weird", "reason": "550"}, ("550", "hard")),
+    ],
+)
+def test_bounce_facts_read_reason_and_type_tolerantly(
+    payload: dict[str, str], facts: tuple[str, str]
+) -> None:
+    assert lifecycle.bounce_facts(payload) == facts
+
+
+@pytest.mark.parametrize(
+    ("event", "kind", "reason"),
+    [
+        ("bounced", "hard", "hard_bounce"),
+        ("bounced", "soft", "soft_bounce"),
+        ("complained", "", "complained"),
+        ("unsubscribed", "", "unsubscribed"),
+        ("opened", "", None),
+    ],
+)
+def test_which_events_may_suppress(event: str, kind: str, reason: str | None) -> None:
+    assert lifecycle.suppression_reason(event, kind) == reason

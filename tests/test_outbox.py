@@ -10,7 +10,7 @@ import pytest
 from django.core.mail import EmailMessage
 from django.db import transaction
 
-from django_cloudmails import outbox, recording
+from django_cloudmails import orphans, outbox
 from django_cloudmails.models import Delivery
 from django_cloudmails.payloads import DELIVERY_ID_ARG, build_api_messages
 
@@ -169,7 +169,7 @@ def test_mark_sent_updates_the_rows_in_memory() -> None:
 def test_mark_sent_links_orphans_at_once_in_autocommit(monkeypatch: Any) -> None:
     calls: list[list[str]] = []
     monkeypatch.setattr(
-        recording, "apply_orphan_events", lambda ids, using=None: calls.append(list(ids))
+        orphans, "apply_orphan_events", lambda ids, using=None: calls.append(list(ids))
     )
     (row,) = queued()
 
@@ -182,7 +182,7 @@ def test_mark_sent_links_orphans_at_once_in_autocommit(monkeypatch: Any) -> None
 def test_mark_sent_links_orphans_after_the_callers_transaction_commits(monkeypatch: Any) -> None:
     calls: list[list[str]] = []
     monkeypatch.setattr(
-        recording, "apply_orphan_events", lambda ids, using=None: calls.append(list(ids))
+        orphans, "apply_orphan_events", lambda ids, using=None: calls.append(list(ids))
     )
 
     with transaction.atomic():
@@ -198,7 +198,7 @@ def test_mark_sent_can_skip_orphan_linking_for_rows_committed_before_the_call(
     monkeypatch: Any,
 ) -> None:
     calls: list[Any] = []
-    monkeypatch.setattr(recording, "apply_orphan_events", calls.append)
+    monkeypatch.setattr(orphans, "apply_orphan_events", calls.append)
     (row,) = queued()
 
     outbox.mark_sent([(row, "msg_a")], attempts=1, link_orphans=False)
@@ -230,19 +230,57 @@ def test_mark_failed_does_not_override_a_bounce() -> None:
     assert Delivery.objects.get().status == "bounced"
 
 
-def test_mark_unanswered_keeps_the_row_queued_with_the_error() -> None:
+def test_mark_unknown_makes_the_row_unknown_with_the_error() -> None:
     (row,) = queued()
 
-    outbox.mark_unanswered([row], code="transport", error="reset", attempts=3)
-    outbox.mark_unanswered([row], code="timeout", error="slow", attempts=1)
+    outbox.mark_unknown([row], code="transport", error="reset", attempts=3)
+    outbox.mark_unknown([row], code="timeout", error="slow", attempts=1)
 
     stored = Delivery.objects.get()
     assert (stored.status, stored.error_code, stored.last_error, stored.attempts) == (
-        "queued",
+        "unknown",
         "timeout",
         "slow",
         4,
     )
+    assert stored.failed_at is None
+
+
+def test_mark_failed_never_fails_a_row_whose_outcome_is_unknown() -> None:
+    (row,) = queued()
+    outbox.mark_unknown([row], code="transport", error="reset", attempts=1)
+
+    outbox.mark_failed([row], code="500", error="later refusal", attempts=1)
+
+    stored = Delivery.objects.get()
+    assert (stored.status, stored.last_error) == ("unknown", "reset")
+
+
+def test_mark_retrying_keeps_the_status_and_records_the_error() -> None:
+    (row,) = queued()
+
+    outbox.mark_retrying([row], code="429", error="slow down", attempts=1)
+
+    stored = Delivery.objects.get()
+    assert (stored.status, stored.error_code, stored.attempts) == ("queued", "429", 1)
+
+
+def test_insert_can_stamp_the_attempt_of_queued_rows_only() -> None:
+    message = EmailMessage("Hi", "Body", "f@shop.example", ["a@example.com", "b@example.com"])
+    first, second = (outbox.new_delivery(m, alias="default") for m in build_api_messages(message))
+    outbox.refuse(second, "suppressed", "on the list")
+
+    outbox.insert([first, second], attempt_started=True)
+
+    stored = {row.pk: row for row in Delivery.objects.all()}
+    assert stored[first.pk].attempt_started_at == stored[first.pk].created_at
+    assert stored[second.pk].attempt_started_at is None
+
+
+def test_insert_leaves_the_attempt_unset_by_default() -> None:
+    queued()
+
+    assert Delivery.objects.get().attempt_started_at is None
 
 
 def test_invalid_delivery_is_a_failed_row_with_the_error() -> None:
@@ -264,3 +302,21 @@ def test_rows_are_found_by_uuid_after_a_raw_update() -> None:
     outbox.mark_sent([(row, "msg_z")], attempts=1)
 
     assert Delivery.objects.get(pk=uuid.UUID(str(row.id))).message_id == "msg_z"
+
+
+def test_sending_imports_nothing_of_receiving() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, django; django.setup(); "
+        "import django_cloudmails.backends, django_cloudmails.dispatch; "
+        "print(sorted(m for m in sys.modules if m.startswith('django_cloudmails.') and "
+        "m.rsplit('.', 1)[1] in ('recording', 'webhooks', 'views', 'pg_ingest')))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "[]"

@@ -381,6 +381,42 @@ def test_orphan_event_signals_with_no_delivery(
     assert [call[1] for call in received] == [None, None]
 
 
+def test_email_bounced_fires_once_per_delivery_however_many_bounces(
+    received: list, django_capture_on_commit_callbacks: Any
+) -> None:
+    delivery = make_delivery()
+    with django_capture_on_commit_callbacks(execute=True):
+        record_event(parsed("bounced", 2, key="evt_1"))
+        record_event(parsed("bounced", 1, key="evt_2", bounce_type="soft"))
+    assert [name for name, _, _ in received] == ["email_event", "email_bounced", "email_event"]
+    assert received[1][1] == delivery
+
+
+def test_a_bounce_of_a_row_already_bounced_sends_no_bounce_signal(
+    received: list, django_capture_on_commit_callbacks: Any
+) -> None:
+    make_delivery(status="bounced")
+    with django_capture_on_commit_callbacks(execute=True):
+        record_event(parsed("bounced"))
+    assert [name for name, _, _ in received] == ["email_event"]
+
+
+def test_an_orphan_bounce_signals_the_bounce_once_linked(
+    received: list, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        record_event(parsed("bounced", message_id="msg_later"))
+    assert [(name, delivery) for name, delivery, _ in received] == [("email_event", None)]
+    delivery = make_delivery("msg_later")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert apply_orphan_events(["msg_later"]) == 1
+
+    assert [(name, d) for name, d, _ in received[1:]] == [("email_bounced", delivery)]
+    delivery.refresh_from_db()
+    assert delivery.status == "bounced"
+
+
 def test_raising_receiver_is_logged_and_the_event_kept(
     caplog: pytest.LogCaptureFixture, django_capture_on_commit_callbacks: Any
 ) -> None:

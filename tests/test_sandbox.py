@@ -566,6 +566,16 @@ def test_idempotency_key_replays_batches(api, sandbox):
     assert len(sandbox.messages) == 1
 
 
+def test_ignore_idempotency_processes_every_request_anew(api, sandbox):
+    sandbox.faults.ignore_idempotency = True
+    headers = {"Idempotency-Key": "order-2"}
+    first = api.post("/send", message(), headers=headers)
+    second = api.post("/send", message(), headers=headers)
+    assert first.json()["message_id"] != second.json()["message_id"]
+    assert "Idempotent-Replayed" not in second.headers
+    assert len(sandbox.messages) == 2
+
+
 def test_idempotency_keys_are_per_api_key():
     with Sandbox(api_key=["a", "b"]) as sb:
         headers = {"Idempotency-Key": "same"}
@@ -642,6 +652,40 @@ def test_lose_response_rate_one_processes_without_answering(api, sandbox):
         api.post("/send", message())
     assert len(sandbox.messages) == 1
     assert sandbox.requests[-1].outcome == "lost"
+
+
+def test_script_answers_one_step_per_request_in_order(api, sandbox):
+    sandbox.faults.script("lose", 500, 429, "drop", "ok")
+    outcomes = []
+    for _ in range(6):
+        try:
+            outcomes.append(api.post("/send", message()).status_code)
+        except requests.ConnectionError:
+            outcomes.append(sandbox.requests[-1].outcome)
+    assert outcomes == ["lost", 500, 429, "dropped", 200, 200]
+    assert len(sandbox.messages) == 3  # the lost one was processed
+
+
+def test_script_comes_before_the_other_switches(api, sandbox):
+    sandbox.faults.fail_next(1, status=503)
+    sandbox.faults.error_rate = 1.0
+    sandbox.faults.script("ok", 400)
+    statuses = [api.post("/send", message()).status_code for _ in range(3)]
+    assert statuses == [200, 400, 503]
+
+
+def test_script_refuses_an_unknown_step(sandbox):
+    with pytest.raises(ValueError, match="script step"):
+        sandbox.faults.script("explode")
+    assert sandbox.faults.as_dict()["script"] == []
+
+
+def test_inspection_sets_a_script_and_clear_forgets_it(api, sandbox):
+    root = sandbox.url.replace("/v1", "/_sandbox")
+    response = requests.post(f"{root}/faults", json={"script": ["lose", 500]}, timeout=5)
+    assert response.json()["script"] == ["lose", 500]
+    sandbox.faults.clear()
+    assert api.post("/send", message()).status_code == 200
 
 
 # Robustness

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import fields
 from datetime import datetime, timezone
@@ -11,53 +9,16 @@ from typing import Any
 
 import pytest
 import requests
-from django.db import connections
-from django.test.testcases import LiveServerThread
 
 from django_cloudmails import lifecycle
 from django_cloudmails.lifecycle import Tracking
 from django_cloudmails.models import Delivery, DeliveryEvent, Suppression
+from tests.factories import webhook_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SIM = "simulator.cloudmails.test"
 FATES = ("delivered", "bounce", "softbounce", "complaint", "open", "click", "unsubscribe")
-
-
-def webhook_url(webhook_server: Any, credentials: str = "hook:s3cret") -> str:
-    return f"http://{credentials}@{webhook_server.host}:{webhook_server.port}/cloudmails/webhook/"
-
-
-@pytest.fixture
-def webhook_server(transactional_db: None, sandbox: Any) -> Iterator[Any]:
-    """A live server for this module's tests (the webhook view only: no static files,
-    which the suite's settings leave unconfigured). The sandbox is stopped first, so
-    no keep-alive request thread still holds the shared in-memory SQLite connection."""
-    overrides = {
-        conn.alias: conn
-        for conn in connections.all()
-        if conn.vendor == "sqlite" and conn.is_in_memory_db()
-    }
-    server = LiveServerThread("127.0.0.1", lambda app: app, connections_override=overrides)
-    server.daemon = True
-    for conn in overrides.values():
-        conn.inc_thread_sharing()
-    server.start()
-    server.is_ready.wait()
-    try:
-        if server.error:
-            raise server.error
-        yield server
-    finally:
-        sandbox.stop()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(
-            "process_request_thread" in thread.name for thread in threading.enumerate()
-        ):
-            time.sleep(0.01)
-        server.terminate()
-        for conn in overrides.values():
-            conn.dec_thread_sharing()
 
 
 @pytest.fixture

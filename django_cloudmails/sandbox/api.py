@@ -179,7 +179,7 @@ class SandboxAPI:
             def produce() -> StoredResponse:
                 return self._batch(body, data, idempotency_key)
 
-        if idempotency_key is None:
+        if idempotency_key is None or self.sb.faults.ignore_idempotency:
             stored = produce()
         else:
             stored, replayed = self.sb._idempotency.run((api_key, idempotency_key), produce)

@@ -1,13 +1,17 @@
 """Fault injection: the ways a real API misbehaves, as switches tests can flip.
 
 Rates are random (seeded by the sandbox's ``seed``); the ``*_next`` switches are
-deterministic one-shots, which is what most tests want.
+deterministic one-shots, which is what most tests want, and :meth:`Faults.script` a
+deterministic sequence consumed one step per API request, before any other switch.
+``ignore_idempotency`` makes the sandbox act like an API without ``Idempotency-Key``
+support (every request is processed anew), to show what duplicates then.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +26,10 @@ SETTABLE = (
     "shuffle_webhooks",
     "webhook_batch",
     "webhook_drop_rate",
+    "ignore_idempotency",
 )
+#: Steps of a script besides HTTP statuses.
+SCRIPT_STEPS = ("ok", "lose", "drop")
 
 
 @dataclass
@@ -30,7 +37,9 @@ class Injection:
     """What to do with one API request before (or instead of) answering it."""
 
     latency: float = 0.0
-    action: str | None = None  # "fail", "throttle", "drop", "lose" or None
+    #: "fail", "throttle", "drop", "lose", "ok" (a script's step: answer normally, no
+    #: random fault either) or None.
+    action: str | None = None
     status: int = 500
     retry_after: int = 1
 
@@ -49,6 +58,7 @@ class Faults:
         self.webhook_batch = 1
         #: Share of webhook events never delivered at all, decided per event.
         self.webhook_drop_rate = 0.0
+        self.ignore_idempotency = False
         self.random = random.Random(seed)
         # Its own stream, so that webhook drops repeat for a seed whatever the API does.
         self._webhook_random = random.Random(None if seed is None else f"webhooks-{seed}")
@@ -57,6 +67,18 @@ class Faults:
         self._throttle: list[int] = []
         self._drop = 0
         self._lose = 0
+        self._script: deque[str | int] = deque()
+
+    def script(self, *steps: str | int) -> None:
+        """Answer the next API requests by ``steps``, one per request, in order, before
+        any other switch: ``"ok"`` (answer normally), ``"lose"`` (process, then close
+        without answering), ``"drop"`` (close before processing) or an HTTP status (429
+        with ``Retry-After: 1``). ``script("lose", 500, 500)``."""
+        for step in steps:
+            if not (step in SCRIPT_STEPS or (isinstance(step, int) and 400 <= step <= 599)):
+                raise ValueError(f"A script step is one of {SCRIPT_STEPS} or a 4xx/5xx status.")
+        with self._lock:
+            self._script.extend(steps)
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
         """Answer the next ``n`` API requests with ``status`` without processing them."""
@@ -84,6 +106,7 @@ class Faults:
             self._fail.clear()
             self._throttle.clear()
             self._drop = self._lose = 0
+            self._script.clear()
         self.error_rate = self.drop_rate = self.lose_response_rate = 0.0
         self.latency = 0.0
         self.error_status = 500
@@ -98,6 +121,7 @@ class Faults:
             return False
         with self._lock:
             return self._webhook_random.random() < rate
+        self.ignore_idempotency = False
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply a JSON object of fault fields (and ``*_next`` counts)."""
@@ -113,6 +137,10 @@ class Faults:
                 self.drop_next(int(value))
             elif key == "lose_next":
                 self.lose_next(int(value))
+            elif key == "script":
+                if not isinstance(value, list):
+                    raise TypeError("'script' takes a list of steps.")
+                self.script(*value)
             elif key == "clear" and value:
                 self.clear()
             elif key not in ("fail_status", "retry_after"):
@@ -127,6 +155,7 @@ class Faults:
                 throttle_next=len(self._throttle),
                 drop_next=self._drop,
                 lose_next=self._lose,
+                script=list(self._script),
             )
         return state
 
@@ -134,7 +163,10 @@ class Faults:
         """Decide the fate of one API request (consumes one-shot switches)."""
         injection = Injection(latency=self.latency)
         with self._lock:
-            if self._drop:
+            step = self._script.popleft() if self._script else None
+            if step is not None:
+                _scripted(injection, step)
+            elif self._drop:
                 self._drop -= 1
                 injection.action = "drop"
             elif self._fail:
@@ -154,3 +186,17 @@ class Faults:
             elif self.lose_response_rate and chance() < self.lose_response_rate:
                 injection.action = "lose"
         return injection
+
+
+def _scripted(injection: Injection, step: str | int) -> None:
+    """Set ``injection`` to what one script step does."""
+    if step == "lose":
+        injection.action = "lose"
+    elif step == "drop":
+        injection.action = "drop"
+    elif step == 429:
+        injection.action = "throttle"
+    elif isinstance(step, int):
+        injection.action, injection.status = "fail", step
+    else:
+        injection.action = "ok"

@@ -14,11 +14,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from django_cloudmails.conf import app_settings
+from django_cloudmails.limits import ROWS_PER_STATEMENT
 from django_cloudmails.models import Delivery
 
 #: Payload keys dropped by a purge.
 BODY_KEYS = ("html", "text", "attachments")
-CHUNK = 500
 
 
 class Command(BaseCommand):
@@ -47,7 +47,7 @@ def purge_bodies(before: Any) -> int:
     now = timezone.now()
     total = 0
     while True:
-        chunk = list(rows.only("id", "payload")[:CHUNK])
+        chunk = list(rows.only("id", "payload")[:ROWS_PER_STATEMENT])
         if not chunk:
             return total
         for row in chunk:

@@ -1,0 +1,248 @@
+"""Recovery: settle rows whose send outcome is unknown.
+
+A row is a candidate when its outcome is ``unknown`` (an attempt may have reached the
+API, no usable answer came), or when it is ``queued`` with an attempt started (a killed
+process left it so), it has no message id, and its attempt started more than
+``RECOVER_AFTER`` seconds ago (longer than the API's 5 minutes of batch completion, so
+the events of an accepted request have had time to arrive). Oldest first, at most
+``limit`` rows a run, fewer than ``RECOVER_ATTEMPTS`` tries each.
+
+For each request (the rows sharing an Idempotency-Key, in the order they went out):
+
+1. claim: one compare-and-set UPDATE on ``attempt_started_at`` (``< cutoff`` -> now), in
+   a transaction that locks the rows in id order first. A request is resent only if
+   every unsettled row of it was claimed here, so two runs at once never both send it;
+2. evidence: an event carrying a row's Delivery id proves the API accepted it: the row
+   takes the event's message id, moves to ``sent``, and its events are applied;
+3. resend the rest under the stored key, the request whole and in its original order,
+   through :class:`~.dispatch.Dispatcher` in ``resending`` mode: where the API honours
+   Idempotency-Key (as the sandbox does) a request it accepted is answered from its
+   record, never sent twice; one it never got is sent now. A refusal now never fails
+   the rows: they stay ``unknown``, the error and the try counted on them.
+
+Without Idempotency-Key support at the API, a resent request that had in fact been
+accepted (and produced no event before recovery ran) is sent twice: see the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import dispatch, identity, lifecycle, orphans, updates
+from .conf import app_settings, mailer_settings
+from .limits import ROWS_PER_STATEMENT
+from .models import Delivery, DeliveryEvent
+
+#: Rows one :func:`recover` run takes at most, unless told otherwise.
+DEFAULT_LIMIT = 10_000
+#: The statuses recovery may claim a row in.
+CLAIMABLE = (lifecycle.QUEUED, lifecycle.UNKNOWN)
+#: Seconds a recovery claim stays exclusive whatever ``older_than`` says: a resend (its
+#: retries included) fits in it, so a run started meanwhile never takes the claim for an
+#: old attempt and sends the request a second time.
+CLAIM_LEASE = 120.0
+
+
+@dataclass
+class RecoveryReport:
+    """What one run did, in rows."""
+
+    #: Rows claimed by this run.
+    claimed: int = 0
+    #: Rows settled by an event carrying their Delivery id (nothing resent).
+    evidenced: int = 0
+    #: Rows resent under their request's key (unsettled rows only).
+    resent: int = 0
+    #: Rows the API accepted (or had accepted) when resent: now ``sent``.
+    accepted: int = 0
+    #: Claimed rows still ``unknown`` after this run.
+    unknown: int = 0
+    #: Rows left alone because another run claimed part of their request.
+    contended: int = 0
+    #: Requests that cannot be rebuilt (rows of them were deleted): not resent.
+    unrebuildable: int = 0
+
+
+def recover(*, older_than: float | None = None, limit: int | None = None) -> RecoveryReport:
+    """Settle the rows whose outcome has been unknown for more than ``older_than``
+    seconds (default ``RECOVER_AFTER``); at most ``limit`` rows (default 10,000)."""
+    now = timezone.now()
+    age = app_settings.recover_after if older_than is None else older_than
+    cutoff = now - timedelta(seconds=age)
+    candidates = (
+        Delivery.objects.using(_db())
+        .filter(_claimable(cutoff, now), recoveries__lt=app_settings.recover_attempts)
+        .order_by("attempt_started_at")
+    )
+    rows = list(candidates[: DEFAULT_LIMIT if limit is None else limit])
+    return _recover(rows, cutoff, now)
+
+
+def retry(deliveries: Iterable[Delivery | Any]) -> RecoveryReport:
+    """Settle these rows now, whatever their age and earlier tries (Delivery objects or
+    primary keys); rows whose outcome is not unknown are left alone."""
+    now = timezone.now()
+    pks = [item.pk if isinstance(item, Delivery) else item for item in deliveries]
+    rows: list[Delivery] = []
+    for start in range(0, len(pks), ROWS_PER_STATEMENT):
+        chunk = pks[start : start + ROWS_PER_STATEMENT]
+        rows.extend(Delivery.objects.using(_db()).filter(_claimable(now, now), pk__in=chunk))
+    return _recover(rows, now, now)
+
+
+def _db() -> str:
+    return router.db_for_write(Delivery)
+
+
+def _claimable(cutoff: datetime, now: datetime) -> Q:
+    """Rows with no message id whose outcome is unknown and whose last attempt started
+    before ``cutoff`` (a recovery claim: also before its lease ran out)."""
+    lease = now - timedelta(seconds=CLAIM_LEASE)
+    started = Q(attempt_started_at__lt=cutoff) & (Q(recoveries=0) | Q(attempt_started_at__lt=lease))
+    never = Q(status=lifecycle.UNKNOWN, attempt_started_at__isnull=True)
+    return Q(message_id__isnull=True, status__in=CLAIMABLE) & (started | never)
+
+
+def _recover(rows: Sequence[Delivery], cutoff: datetime, now: datetime) -> RecoveryReport:
+    report = RecoveryReport()
+    by_key = dispatch.requests_of(rows)
+    owned: list[list[Delivery]] = []
+    for request in by_key:
+        whole = _whole_request(request)
+        if whole is None:
+            report.unrebuildable += len(request)
+            continue
+        claimed = _claim(whole, cutoff, now)
+        if claimed is None:
+            report.contended += len(request)
+            continue
+        report.claimed += len(claimed)
+        owned.append(whole)
+    claimed_pks = {row.pk for request in owned for row in request if row.message_id is None}
+    report.evidenced = _apply_evidence(claimed_pks, now)
+    settled = set(
+        Delivery.objects.using(_db())
+        .filter(pk__in=claimed_pks, message_id__isnull=False)
+        .values_list("pk", flat=True)
+    )
+    to_send = [request for request in owned if any(r.pk not in settled for r in request)]
+    for alias, requests in _by_alias(to_send).items():
+        report.resent += sum(1 for request in requests for row in request if row.pk not in settled)
+        conf = mailer_settings(alias)
+        with conf.client(conf.retry_policy) as client:
+            dispatch.Dispatcher(client, resending=True).send(requests)
+    final = Delivery.objects.using(_db()).filter(pk__in=claimed_pks - settled)
+    report.accepted = final.filter(message_id__isnull=False).count()
+    report.unknown = final.filter(status=lifecycle.UNKNOWN).count()
+    return report
+
+
+def _whole_request(rows: list[Delivery]) -> list[Delivery] | None:
+    """The whole request ``rows`` belong to, in the order it went out; None if it
+    cannot be rebuilt (its key does not match its rows)."""
+    key = rows[0].idempotency_key
+    if not key:
+        return rows if len(rows) == 1 else None
+    if _matches(key, rows):
+        return rows
+    # The rest of a batch: the rows of one send share created_at (one INSERT), an
+    # indexed column; a request formed otherwise is looked up by its key alone.
+    siblings = Delivery.objects.using(_db()).filter(idempotency_key=key)
+    for lookup in (siblings.filter(created_at=rows[0].created_at), siblings):
+        whole = identity.in_request_order(lookup)
+        if _matches(key, whole):
+            return whole
+    return None
+
+
+def _matches(key: str, rows: Sequence[Delivery]) -> bool:
+    if not rows:
+        return False
+    ids = [row.id for row in rows]
+    return key == identity.request_key(ids, batch=identity.is_batch_key(key))
+
+
+def _claim(request: list[Delivery], cutoff: datetime, now: datetime) -> list[Any] | None:
+    """Claim every unsettled row of ``request``; None if another run got to any first.
+
+    Compare-and-set: each row is claimed only if ``attempt_started_at`` is still what
+    this run read (and that was before ``cutoff``), so a claim made meanwhile (by a
+    worker, or by a concurrent run whose cutoff the fresh claim would pass) keeps its rows.
+    """
+    unsettled = [r for r in request if r.message_id is None and r.status in CLAIMABLE]
+    if not unsettled or not all(_old(row, cutoff, now) for row in unsettled):
+        return None
+    by_start: dict[Any, list[Any]] = {}
+    for row in unsettled:
+        by_start.setdefault(row.attempt_started_at, []).append(row.pk)
+    unchanged = Q()
+    for started, pks in by_start.items():
+        same = (
+            Q(attempt_started_at__isnull=True) if started is None else Q(attempt_started_at=started)
+        )
+        unchanged |= Q(pk__in=pks) & same
+    using = _db()
+    pks = [row.pk for row in unsettled]
+    with transaction.atomic(using=using):
+        rows = Delivery.objects.using(using).filter(pk__in=pks)
+        if connections[using].features.has_select_for_update:
+            # Locked in id order: two runs claiming the same rows queue, never deadlock.
+            # (SQLite locks the whole database at the UPDATE, which must come first: a
+            # transaction that reads first may fail to upgrade to a write.)
+            list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
+        claimed = rows.filter(unchanged, message_id__isnull=True, status__in=CLAIMABLE).update(
+            **updates.orm_values(lifecycle.RECOVERING, now=now)
+        )
+        if claimed != len(pks):
+            transaction.set_rollback(True, using=using)
+            return None
+    for row in unsettled:
+        row.status = lifecycle.advance(row.status, lifecycle.UNKNOWN)
+        row.attempt_started_at = now
+    return pks
+
+
+def _old(row: Delivery, cutoff: datetime, now: datetime) -> bool:
+    """The in-memory twin of :func:`_claimable`'s age condition."""
+    started = row.attempt_started_at
+    if started is None:
+        return row.status == lifecycle.UNKNOWN
+    lease = now - timedelta(seconds=CLAIM_LEASE)
+    return started < cutoff and (row.recoveries == 0 or started < lease)
+
+
+def _apply_evidence(pks: set[Any], now: datetime) -> int:
+    """Settle rows from events carrying their Delivery id; returns how many."""
+    if not pks:
+        return 0
+    using = _db()
+    found: dict[Any, str] = {}
+    ordered = sorted(pks)
+    for start in range(0, len(ordered), ROWS_PER_STATEMENT):
+        chunk = ordered[start : start + ROWS_PER_STATEMENT]
+        events = DeliveryEvent.objects.using(using).filter(
+            Q(delivery_ref__in=chunk, delivery__isnull=True) | Q(delivery__in=chunk)
+        )
+        for ref, owner, message_id in events.values_list("delivery_ref", "delivery", "message_id"):
+            found.setdefault(owner or ref, message_id)
+    settled = 0
+    for pk, message_id in found.items():
+        if pk in pks and orphans.learn_message_id(pk, message_id, using):
+            updates.apply(pk, lifecycle.EVIDENCED, using=using, now=now)
+            settled += 1
+    orphans.apply_orphan_events(list(found.values()), using=using)
+    return settled
+
+
+def _by_alias(requests: Sequence[list[Delivery]]) -> dict[str, list[list[Delivery]]]:
+    grouped: dict[str, list[list[Delivery]]] = {}
+    for request in requests:
+        grouped.setdefault(request[0].alias, []).append(request)
+    return grouped

@@ -35,3 +35,70 @@ def cloudmails_settings(settings: Any, sandbox: Any) -> dict[str, Any]:
         "RETRY_MAX_BACKOFF": 0.0,
     }
     return settings.CLOUDMAILS  # type: ignore[no-any-return]
+
+
+# The admin's fixtures.
+
+#: An API message as the backend stores it: envelope, both bodies, an attachment.
+STORED_PAYLOAD: dict[str, Any] = {
+    "to": "Ann Reader <ann@example.com>",
+    "from": "Shop <noreply@shop.example>",
+    "subject": "Your invoice",
+    "html": "<p>Your invoice is <b>attached</b>.</p>",
+    "text": "Your invoice is attached.",
+    "cc": ["accounts@example.com"],
+    "bcc": ["audit@shop.example"],
+    "reply_to": "Help <help@shop.example>",
+    "attachments": [
+        {
+            "filename": "invoice.pdf",
+            "content_type": "application/pdf",
+            "content": "JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFI+PgpzdHJlYW0K",
+        }
+    ],
+    "custom_args": {"order": "1001"},
+}
+
+
+@pytest.fixture
+def make_delivery(db: None) -> Any:
+    """Build Delivery rows as the backend writes them (a stored payload, sent)."""
+    from django.utils import timezone
+
+    from django_cloudmails.models import Delivery
+
+    def make(**fields: Any) -> Delivery:
+        values: dict[str, Any] = {
+            "message_id": f"msg_{Delivery.objects.count() + 1}",
+            "status": "sent",
+            "to_email": "ann@example.com",
+            "from_email": "Shop <noreply@shop.example>",
+            "subject": "Your invoice",
+            "payload": dict(STORED_PAYLOAD),
+            "metadata": {"order": "1001"},
+            "sent_at": timezone.now(),
+            "attempts": 1,
+        }
+        values.update(fields)
+        return Delivery.objects.create(**values)
+
+    return make
+
+
+@pytest.fixture
+def staff_client(db: None, client: Any) -> Any:
+    """A logged-in staff member with the given permissions (``"cloudmails.view_delivery"``...)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    def login(*permissions: str) -> Any:
+        user = get_user_model().objects.create_user("support", password="pw", is_staff=True)
+        for name in permissions:
+            app_label, codename = name.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        client.force_login(user)
+        return client
+
+    return login

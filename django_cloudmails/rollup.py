@@ -325,6 +325,12 @@ def materialize(
     connection = connections[using]
     if not kept(connection):
         return None
+    sql = _Sql(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT watermark, {_target_sql()} FROM {sql.state} WHERE id = 1", [])
+        row = cursor.fetchone()
+    if row is not None and row[0] is not None and row[0] >= row[1]:
+        return int(row[0])  # caught up: no lock, no write
     started = time.monotonic()
     while True:
         try:
@@ -340,6 +346,14 @@ def current_watermark(*, using: str | None = None) -> int | None:
     return None if state is None else state.watermark
 
 
+def _target_sql() -> str:
+    """The slot the watermark may reach now: the last one closed :data:`LAG_SECONDS` ago."""
+    return (
+        f"floor((extract(epoch FROM statement_timestamp()) - {LAG_SECONDS}) "
+        f"/ {SLOT_SECONDS})::bigint"
+    )
+
+
 def _materialize_chunk(connection: Any, using: str, lock_timeout: float) -> tuple[int, bool]:
     """One transaction: count ``[W, W + CHUNK_SLOTS)`` (at most up to the target)."""
     sql = _Sql(connection)
@@ -352,8 +366,8 @@ def _materialize_chunk(connection: Any, using: str, lock_timeout: float) -> tupl
         cursor.execute(f"SELECT watermark FROM {sql.state} WHERE id = 1 FOR UPDATE", [])
         (mark,) = cursor.fetchone()
         cursor.execute(f"LOCK TABLE {sql.delivery} IN SHARE MODE", [])
-        cursor.execute("SELECT extract(epoch FROM statement_timestamp())", [])
-        target = int((float(cursor.fetchone()[0]) - LAG_SECONDS) // SLOT_SECONDS)
+        cursor.execute(f"SELECT {_target_sql()}", [])
+        target = int(cursor.fetchone()[0])
         if mark is None:
             created = sql.columns["created_at"]
             cursor.execute(

@@ -37,6 +37,61 @@ def cloudmails_settings(settings: Any, sandbox: Any) -> dict[str, Any]:
     return settings.CLOUDMAILS  # type: ignore[no-any-return]
 
 
+@pytest.fixture
+def cloudmails_backend(settings: Any, cloudmails_settings: dict[str, Any]) -> dict[str, Any]:
+    """Django's mail API sends through our backend (the test runner swaps in locmem)."""
+    import django
+
+    backend = "django_cloudmails.backends.EmailBackend"
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": backend}}
+    else:
+        settings.EMAIL_BACKEND = backend
+    return cloudmails_settings
+
+
+@pytest.fixture
+def live_site(transactional_db: None) -> Iterator[Any]:
+    """The test site served over HTTP, static files included, for this test only.
+
+    Its request threads share the test's in-memory SQLite connection; at the end it
+    waits for them to finish, so that none still holds a PostgreSQL connection when the
+    test database is dropped.
+    """
+    import threading
+    import time
+
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.db import connections
+    from django.test.testcases import LiveServerThread
+
+    overrides = {
+        conn.alias: conn
+        for conn in connections.all()
+        if conn.vendor == "sqlite" and conn.is_in_memory_db()
+    }
+    for conn in overrides.values():
+        conn.inc_thread_sharing()
+    server = LiveServerThread("127.0.0.1", StaticFilesHandler, connections_override=overrides)
+    server.daemon = True
+    server.start()
+    server.is_ready.wait()
+    try:
+        if server.error:
+            raise server.error
+        server.url = f"http://{server.host}:{server.port}"
+        yield server
+    finally:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(
+            "process_request_thread" in thread.name for thread in threading.enumerate()
+        ):
+            time.sleep(0.01)
+        server.terminate()
+        for conn in overrides.values():
+            conn.dec_thread_sharing()
+
+
 # The admin's fixtures.
 
 #: An API message as the backend stores it: envelope, both bodies, an attachment.

@@ -211,3 +211,23 @@ def test_a_malformed_id_is_not_found(admin_client: Client) -> None:
     url = reverse("admin:cloudmails_delivery_preview", args=["not-a-uuid"])
 
     assert admin_client.get(url).status_code == 404
+
+
+def test_parts_the_row_leaves_empty_are_left_out(admin_client: Client, make_delivery: Any) -> None:
+    payload = {k: v for k, v in make_delivery().payload.items() if k != "attachments"}
+
+    html = page(admin_client, make_delivery(status="delivered", payload=payload))
+
+    for part in ("bounce_reason", "problem", "failed_at_display", "attachment_list"):
+        assert f"field-{part}" not in html
+    assert "field-timeline" in html
+
+
+def test_a_bounce_shows_its_type_reason_and_time(admin_client: Client, make_delivery: Any) -> None:
+    html = page(
+        admin_client,
+        make_delivery(status="bounced", bounce_type="hard", bounce_reason="550", bounced_at=T0),
+    )
+
+    for part in ("bounce_type", "bounce_reason", "bounced_at_display"):
+        assert f"field-{part}" in html

@@ -165,7 +165,7 @@ class DashboardView(View):
         added = [sum(bucket.counts.values()) for bucket in data.suppressions_added]
         suppression_chart = charts.column_chart(
             title=_("Suppressions added per %(unit)s") % {"unit": unit},
-            description=_("The numbers are in the table beside."),
+            description=_("The numbers are in the table below."),
             labels=[bucket.label for bucket in data.suppressions_added],
             values=[{"added": count} for count in added],
             panels=(

@@ -70,7 +70,6 @@ class DeliveryAdmin(
     sortable_by = ()
     list_per_page = 100
     list_max_show_all = 0
-    actions_selection_counter = False
     show_full_result_count = False
     fieldsets = delivery_page.fieldsets()  # type: ignore[assignment]
     readonly_fields = delivery_page.readonly_fields()
@@ -146,6 +145,9 @@ class DeliveryAdmin(
         return found
 
     # A delivery's page.
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        return delivery_page.fieldsets_for(obj) if obj is not None else self.fieldsets
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
         obj = super().get_object(request, object_id, from_field)

@@ -222,7 +222,7 @@ class DeliveryPage:
             else ""
         )
         return format_html(
-            '<table class="cm-timeline"><caption>{}</caption>{}</table><p>{}{}</p>',
+            '<p class="cm-zone">{}</p><table class="cm-timeline">{}</table><p>{}{}</p>',
             _("Times in %(zone)s") % {"zone": zone_name()},
             lines,
             note,
@@ -392,6 +392,36 @@ def fieldsets() -> list[tuple[Any, dict[str, Any]]]:
                 ),
             },
         ),
+    ]
+
+
+#: Parts shown only when the row has something to show in them.
+SHOWN_WHEN: dict[str, Any] = {
+    "attachment_list": lambda row: payload_of(row).get("attachments"),
+    "problem": lambda row: row.error_code or row.last_error,
+    "bounce_type": lambda row: row.bounce_type,
+    "bounce_reason": lambda row: row.bounce_reason,
+    "bounced_at_display": lambda row: row.bounced_at,
+    "failed_at_display": lambda row: row.failed_at,
+    "resend_links": lambda row: row.resent_from_id or row.resends.exists(),
+}
+
+
+def fieldsets_for(row: Delivery) -> list[tuple[Any, dict[str, Any]]]:
+    """:func:`fieldsets` without the parts this row leaves empty."""
+    return [
+        (
+            title,
+            {
+                **options,
+                "fields": tuple(
+                    name
+                    for name in options["fields"]
+                    if name not in SHOWN_WHEN or SHOWN_WHEN[name](row)
+                ),
+            },
+        )
+        for title, options in fieldsets()
     ]
 
 

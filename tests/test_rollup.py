@@ -365,3 +365,32 @@ def test_concurrent_late_events_on_rolled_up_rows_are_all_counted() -> None:
     totals = rollup.totals(rollup.slot_counts(PERIOD))
     assert (totals["delivered"], totals["opened"]) == (16, 16)
     assert_exact()
+
+
+def rollup_command() -> str:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("cloudmails_rollup", stdout=out)
+    return out.getvalue()
+
+
+@postgresql_only
+@pytest.mark.django_db
+def test_the_rollup_command_rolls_up_and_says_how_far() -> None:
+    make_row(timedelta(hours=2))
+
+    output = rollup_command()
+
+    mark = rollup.current_watermark()
+    assert mark is not None
+    assert f"created before {rollup.slot_moment(mark).isoformat()} are rolled up" in output
+    assert_exact()
+
+
+@pytest.mark.skipif(ON_POSTGRESQL, reason="PostgreSQL keeps a rollup")
+@pytest.mark.django_db
+def test_the_rollup_command_says_when_the_table_is_counted_live() -> None:
+    assert "No rollup on this database: the dashboard counts the table." in rollup_command()

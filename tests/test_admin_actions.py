@@ -19,7 +19,7 @@ VIEW_AND_RESEND = ("cloudmails.view_delivery", "cloudmails.resend_delivery")
 
 
 @pytest.fixture
-def support(staff_client: Any, cloudmails_settings: Any) -> Client:
+def support(staff_client: Any, cloudmails_backend: Any) -> Client:
     """Staff who may view and resend deliveries, with CloudMails at the sandbox."""
     client: Client = staff_client(*VIEW_AND_RESEND)
     return client
@@ -177,7 +177,7 @@ def test_one_row_is_resent_from_its_page_after_confirming(
 
 
 def test_one_row_resend_needs_the_permission(
-    staff_client: Any, make_delivery: Any, sandbox: Any, cloudmails_settings: Any
+    staff_client: Any, make_delivery: Any, sandbox: Any, cloudmails_backend: Any
 ) -> None:
     viewer = staff_client("cloudmails.view_delivery")
     original = make_delivery()
@@ -190,7 +190,7 @@ def test_one_row_resend_needs_the_permission(
 
 
 def test_bulk_resend_without_the_permission_does_nothing(
-    staff_client: Any, make_delivery: Any, sandbox: Any, cloudmails_settings: Any
+    staff_client: Any, make_delivery: Any, sandbox: Any, cloudmails_backend: Any
 ) -> None:
     viewer = staff_client("cloudmails.view_delivery")
     original = make_delivery()

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_several_rows_go_out_in_one_batch_request(
-    make_delivery: Any, sandbox: Any, cloudmails_settings: Any
+    make_delivery: Any, sandbox: Any, cloudmails_backend: Any
 ) -> None:
     rows = [make_delivery(to_email=f"r{i}@example.com") for i in range(3)]
 
@@ -28,7 +28,7 @@ def test_several_rows_go_out_in_one_batch_request(
 
 
 def test_the_new_row_is_claimed_before_it_is_sent(
-    make_delivery: Any, sandbox: Any, cloudmails_settings: Any
+    make_delivery: Any, sandbox: Any, cloudmails_backend: Any
 ) -> None:
     ((_original, new),) = resending.resend([make_delivery()]).resent
 
@@ -36,7 +36,7 @@ def test_the_new_row_is_claimed_before_it_is_sent(
 
 
 def test_a_refusal_by_the_api_fails_the_new_row_and_is_reported(
-    make_delivery: Any, sandbox: Any, cloudmails_settings: Any
+    make_delivery: Any, sandbox: Any, cloudmails_backend: Any
 ) -> None:
     payload = {**make_delivery().payload, "from": "someone@unverified.example"}
 
@@ -48,9 +48,7 @@ def test_a_refusal_by_the_api_fails_the_new_row_and_is_reported(
     assert report.errors[0].status_code == 403
 
 
-def test_an_alias_without_a_backend_is_refused(
-    make_delivery: Any, cloudmails_settings: Any
-) -> None:
+def test_an_alias_without_a_backend_is_refused(make_delivery: Any, cloudmails_backend: Any) -> None:
     original = make_delivery(alias="marketing")
 
     report = resending.resend([original])

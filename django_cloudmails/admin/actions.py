@@ -183,4 +183,6 @@ def bulk_action(action: RowAction) -> Callable[..., HttpResponse | None]:
         return None
 
     run.__name__ = action.name
+    run.allowed_permissions = (action.permission,)  # type: ignore[attr-defined]
+    run.short_description = action.label  # type: ignore[attr-defined]
     return run

@@ -71,6 +71,8 @@ class DeliveryAdmin(
     list_per_page = 100
     list_max_show_all = 0
     show_full_result_count = False
+    # Django shows each only to those with its permission (has_<permission>_permission).
+    actions = [actions.bulk_action(action) for action in actions.ROW_ACTIONS]
     fieldsets = delivery_page.fieldsets()  # type: ignore[assignment]
     readonly_fields = delivery_page.readonly_fields()
 
@@ -133,16 +135,6 @@ class DeliveryAdmin(
             if term and exact.exists():
                 return exact, False
         return super().get_search_results(request, queryset, search_term)
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        found = super().get_actions(request)
-        for action in actions.permitted_actions(request):
-            found[action.name] = (  # type: ignore[assignment]
-                actions.bulk_action(action),
-                action.name,
-                action.label,
-            )
-        return found
 
     # A delivery's page.
 
@@ -223,6 +215,17 @@ class DeliveryAdmin(
         if pk is None:  # a malformed id: as in Django's own views, a 404
             raise Http404(object_id)
         return pk
+
+
+def _permission(action: actions.RowAction) -> Any:
+    def has_permission(self: DeliveryAdmin, request: HttpRequest) -> bool:
+        return action.permitted(request)
+
+    return has_permission
+
+
+for _action in actions.ROW_ACTIONS:
+    setattr(DeliveryAdmin, f"has_{_action.permission}_permission", _permission(_action))
 
 
 def delivery_pk(value: str) -> Any:

@@ -111,7 +111,12 @@ class Delivery(models.Model):
                 condition=models.Q(resent_from__isnull=False),
                 name="cloudmails_resent_from_idx",
             ),
+            # The admin's batch filter; a single send has no batch id and no entry.
+            models.Index(
+                fields=["batch_id"], condition=~models.Q(batch_id=""), name="cloudmails_batch_idx"
+            ),
         ]
+        permissions = [("resend_delivery", _("Can resend deliveries"))]
 
     def __str__(self) -> str:
         return f"{self.subject!r} to {self.to_email} ({self.status})"
@@ -210,6 +215,8 @@ class Suppression(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["address"], name="cloudmails_suppressed_address_uniq"),
         ]
+        # The newest-first list and the dashboard's growth chart.
+        indexes = [models.Index(fields=["-created_at"], name="cloudmails_suppr_created_idx")]
 
     def __str__(self) -> str:
         return f"{self.address} ({self.get_reason_display()})"
@@ -229,3 +236,79 @@ class SendingPace(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: not before {self.not_before:%Y-%m-%d %H:%M:%S.%f}"
+
+
+class DeliveryRollup(models.Model):
+    """The dashboard's counts of the deliveries created in one 15-minute slot.
+
+    Written only by :mod:`~django_cloudmails.rollup`: slots below the watermark are
+    filled once from the table, then kept exact by database triggers on Delivery. A
+    shard spreads concurrent updates of one slot over several rows (sum them).
+    """
+
+    #: ``floor(epoch seconds / 900)`` of ``created_at`` (UTC).
+    slot = models.BigIntegerField(_("slot"))
+    alias = models.CharField(_("mailer alias"), max_length=64)
+    shard = models.PositiveSmallIntegerField(_("shard"), default=0)
+    # Signed: one shard may hold only the minus side of a change.
+    total = models.IntegerField(_("created"), default=0)
+    sent = models.IntegerField(_("sent"), default=0)
+    delivered = models.IntegerField(_("delivered"), default=0)
+    bounced = models.IntegerField(_("bounced"), default=0)
+    failed = models.IntegerField(_("failed"), default=0)
+    unknown = models.IntegerField(_("outcome unknown"), default=0)
+    complained = models.IntegerField(_("complained"), default=0)
+    opened = models.IntegerField(_("opened"), default=0)
+    clicked = models.IntegerField(_("clicked"), default=0)
+    unsubscribed = models.IntegerField(_("unsubscribed"), default=0)
+
+    class Meta:
+        verbose_name = _("delivery rollup")
+        default_permissions = ()
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slot", "alias", "shard"], name="cloudmails_rollup_slot_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"slot {self.slot} {self.alias}/{self.shard}: {self.total}"
+
+
+class BounceRollup(models.Model):
+    """Bounced deliveries per 15-minute slot, recipient domain and reason (the first 200
+    characters), kept like :class:`DeliveryRollup`."""
+
+    slot = models.BigIntegerField(_("slot"))
+    alias = models.CharField(_("mailer alias"), max_length=64)
+    shard = models.PositiveSmallIntegerField(_("shard"), default=0)
+    domain = models.CharField(_("recipient domain"), max_length=320)
+    reason = models.CharField(_("bounce reason"), max_length=200)
+    count = models.IntegerField(_("bounces"), default=0)
+
+    class Meta:
+        verbose_name = _("bounce rollup")
+        default_permissions = ()
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slot", "alias", "shard", "domain", "reason"],
+                name="cloudmails_bounce_rollup_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"slot {self.slot} {self.domain}: {self.count}"
+
+
+class RollupState(models.Model):
+    """One row: the slots below ``watermark`` are in the rollups (NULL: none yet)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    watermark = models.BigIntegerField(_("watermark"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("rollup state")
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"rollup below slot {self.watermark}"

@@ -354,12 +354,14 @@ class WebhookDropper:
         return self.app(environ, start_response)
 
 
-@pytest.fixture
-def webhook_server(transactional_db: None, sandbox: Any) -> Iterator[Any]:
-    """A live server for the webhook view (no static files, which the suite's settings
-    leave unconfigured), behind a :class:`WebhookDropper` (``server.dropper``, off until
-    a test sets its rate). The sandbox is stopped first, so no keep-alive request thread
-    still holds the shared in-memory SQLite connection."""
+@contextlib.contextmanager
+def serving(wrap: Callable[[Any], Any]) -> Iterator[Any]:
+    """The test site on a live server thread, its WSGI handler wrapped by ``wrap``.
+
+    Its request threads share the test's SQLite connection when the database is in
+    memory; at the end it waits for them to finish, so that none still holds a
+    PostgreSQL connection when the test database is dropped.
+    """
     from django.db import connections
     from django.test.testcases import LiveServerThread
 
@@ -368,12 +370,6 @@ def webhook_server(transactional_db: None, sandbox: Any) -> Iterator[Any]:
         for conn in connections.all()
         if conn.vendor == "sqlite" and conn.is_in_memory_db()
     }
-    droppers: list[WebhookDropper] = []
-
-    def wrap(app: Any) -> WebhookDropper:
-        droppers.append(WebhookDropper(app))
-        return droppers[-1]
-
     server = LiveServerThread("127.0.0.1", wrap, connections_override=overrides)
     server.daemon = True
     for conn in overrides.values():
@@ -383,10 +379,9 @@ def webhook_server(transactional_db: None, sandbox: Any) -> Iterator[Any]:
     try:
         if server.error:
             raise server.error
-        server.dropper = droppers[0]
+        server.url = f"http://{server.host}:{server.port}"
         yield server
     finally:
-        sandbox.stop()
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and any(
             "process_request_thread" in thread.name for thread in threading.enumerate()
@@ -395,3 +390,98 @@ def webhook_server(transactional_db: None, sandbox: Any) -> Iterator[Any]:
         server.terminate()
         for conn in overrides.values():
             conn.dec_thread_sharing()
+
+
+@pytest.fixture
+def webhook_server(transactional_db: None, sandbox: Any) -> Iterator[Any]:
+    """A live server for the webhook view (no static files), behind a
+    :class:`WebhookDropper` (``server.dropper``, off until a test sets its rate). The
+    sandbox is stopped first at the end, so no keep-alive request thread is left."""
+    droppers: list[WebhookDropper] = []
+
+    def wrap(app: Any) -> WebhookDropper:
+        droppers.append(WebhookDropper(app))
+        return droppers[-1]
+
+    with serving(wrap) as server:
+        server.dropper = droppers[0]
+        try:
+            yield server
+        finally:
+            sandbox.stop()
+
+
+@pytest.fixture
+def live_site(transactional_db: None) -> Iterator[Any]:
+    """The test site served over HTTP, static files included, for this test only."""
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+    with serving(StaticFilesHandler) as server:
+        yield server
+
+
+# The admin's fixtures.
+
+#: An API message as the backend stores it: envelope, both bodies, an attachment.
+STORED_PAYLOAD: dict[str, Any] = {
+    "to": "Ann Reader <ann@example.com>",
+    "from": "Shop <noreply@shop.example>",
+    "subject": "Your invoice",
+    "html": "<p>Your invoice is <b>attached</b>.</p>",
+    "text": "Your invoice is attached.",
+    "cc": ["accounts@example.com"],
+    "bcc": ["audit@shop.example"],
+    "reply_to": "Help <help@shop.example>",
+    "attachments": [
+        {
+            "filename": "invoice.pdf",
+            "content_type": "application/pdf",
+            "content": "JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFI+PgpzdHJlYW0K",
+        }
+    ],
+    "custom_args": {"order": "1001"},
+}
+
+
+@pytest.fixture
+def make_delivery(db: None) -> Any:
+    """Build Delivery rows as the backend writes them (a stored payload, sent)."""
+    from django.utils import timezone
+
+    from django_cloudmails.models import Delivery
+
+    def make(**fields: Any) -> Delivery:
+        values: dict[str, Any] = {
+            "message_id": f"msg_{Delivery.objects.count() + 1}",
+            "status": "sent",
+            "to_email": "ann@example.com",
+            "from_email": "Shop <noreply@shop.example>",
+            "subject": "Your invoice",
+            "payload": dict(STORED_PAYLOAD),
+            "metadata": {"order": "1001"},
+            "sent_at": timezone.now(),
+            "attempts": 1,
+        }
+        values.update(fields)
+        return Delivery.objects.create(**values)
+
+    return make
+
+
+@pytest.fixture
+def staff_client(db: None, client: Any) -> Any:
+    """A logged-in staff member with the given permissions (``"cloudmails.view_delivery"``...)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    def login(*permissions: str) -> Any:
+        user = get_user_model().objects.create_user("support", password="pw", is_staff=True)
+        for name in permissions:
+            app_label, codename = name.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        client.force_login(user)
+        return client
+
+    return login

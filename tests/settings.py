@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # The browser test's live server serves the admin's CSS and scripts.
+    "django.contrib.staticfiles",
     "django_cloudmails",
 ]
 MIDDLEWARE = [

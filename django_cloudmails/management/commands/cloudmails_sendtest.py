@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import django
-from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_cloudmails.backends import EmailBackend
 from django_cloudmails.exceptions import CloudMailsConfigurationError, CloudMailsError
+from django_cloudmails.mailers import backend_for
 
 
 class Command(BaseCommand):
@@ -27,7 +25,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        backend = _backend(options["mailer"])
+        try:
+            backend = backend_for(options["mailer"])
+        except CloudMailsConfigurationError as error:
+            raise CommandError(str(error)) from error
         message = EmailMessage(
             subject=options["subject"],
             body="This is a test email sent by django-cloudmails (cloudmails_sendtest).",
@@ -41,20 +42,3 @@ class Command(BaseCommand):
         delivery = message.cloudmails_deliveries[0]  # type: ignore[attr-defined]
         self.stdout.write(f"message_id: {delivery.message_id}")
         self.stdout.write(f"status: {delivery.status}")
-
-
-def _backend(alias: str | None) -> EmailBackend:
-    """Our backend, built from ``MAILERS[alias]`` when that is how it is configured."""
-    if django.VERSION >= (6, 1) and hasattr(settings, "MAILERS"):
-        from django.core.mail import mailers
-
-        name = alias or "default"
-        if name not in mailers:
-            raise CommandError(f'MAILERS has no "{name}" alias.')
-        backend = mailers[name]
-        if not isinstance(backend, EmailBackend):
-            raise CommandError(f'MAILERS["{name}"] does not use the CloudMails backend.')
-        return backend
-    if alias:
-        raise CommandError("--mailer needs Django 6.1+ and the MAILERS setting.")
-    return EmailBackend()

@@ -3,27 +3,45 @@ watch every message reach its fate, with nothing to install but Python packages.
 
 It migrates the example site's SQLite database, serves the site on a free loopback port,
 starts the sandbox with its webhooks pointed at the site, sends mail through Django's own
-API, waits for the events, and prints the Delivery table and the suppression list.
+API, waits for the events, and prints every API message with its fate, the suppression
+list, and what happens when a suppressed address is mailed again. With ``--serve`` (or
+when asked on a terminal) it keeps running with an admin account whose password it
+prints, sending a message now and then, so the admin and the dashboard can be watched.
+
+Sending is Django's own mail API (:meth:`Command.send_examples`), whatever backend the
+settings name; :meth:`Command.wait_for_fates` waits until every message has its answer.
 """
 
 from __future__ import annotations
 
+import itertools
+import secrets
+import sys
 import threading
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core import mail
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.core.servers.basehttp import ThreadedWSGIServer
 from django.core.wsgi import get_wsgi_application
 
+from django_cloudmails.addresses import parse_address
 from django_cloudmails.exceptions import CloudMailsSuppressed
 from django_cloudmails.models import Delivery, Suppression
 from django_cloudmails.sandbox import Sandbox
 
 SIM = "simulator.cloudmails.test"
+#: The example settings' own credentials: printed, unlike any taken from the environment.
+DEMO_DEFAULTS = {"API_KEY": "sandbox-key", "WEBHOOK_SECRET": "demo:demo-secret"}
+TRICKLE_SECONDS = 10
+TRICKLE_FATES = ("delivered", "open", "click", "delivered", "bounce", "deferred", "complaint")
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -31,16 +49,40 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
+@dataclass
+class Sent:
+    """What the tour sent: emails, and their addresses in the order sent."""
+
+    emails: int = 0
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+
+    def add(self, message: mail.EmailMessage) -> None:
+        self.emails += 1
+        self.to.extend(message.to)
+        self.cc.extend([*message.cc, *message.bcc])
+
+
 class Command(BaseCommand):
     help = "Send mail through a local CloudMails sandbox and show each message's fate."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--serve",
+            action="store_true",
+            help="Keep the site running afterwards, with an admin account, until Ctrl-C.",
+        )
+        parser.add_argument(
+            "--no-input", action="store_true", help="Never ask (the default without a terminal)."
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", verbosity=0)
-        Delivery.objects.all().delete()
-        Suppression.objects.all().delete()
+        for model in (Suppression, Delivery):
+            model.objects.all().delete()
 
         site = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
-        site.set_app(get_wsgi_application())
+        site.set_app(StaticFilesHandler(get_wsgi_application()))
         threading.Thread(target=site.serve_forever, daemon=True).start()
         credentials = settings.CLOUDMAILS["WEBHOOK_SECRET"]
         webhook_url = f"http://{credentials}@127.0.0.1:{site.server_port}/cloudmails/webhook/"
@@ -54,71 +96,106 @@ class Command(BaseCommand):
         ) as sandbox:
             settings.CLOUDMAILS["API_URL"] = sandbox.url
             self.stdout.write(
-                f"Sandbox at {sandbox.url}; webhooks to the site on port {site.server_port}.\n"
+                f"Sandbox at {sandbox.url}; webhooks to the site on port {site.server_port}, "
+                f"with {self.shown('WEBHOOK_SECRET')}.\n"
             )
-            self.send_examples()
-            sandbox.wait_idle(timeout=30)
-            self.show_deliveries()
+            sent = self.send_examples()
+            self.wait_for_fates(sandbox)
+            self.show_deliveries(sent)
             self.show_suppressions()
             self.try_suppressed()
+            if self.wants_to_serve(options):
+                self.serve(site.server_port, sandbox)
         site.shutdown()
-        self.stdout.write(
-            "\nExplore it in the admin:\n"
-            "  python -m example_project createsuperuser\n"
-            "  python -m django_cloudmails.sandbox --port 8025 --webhook-url "
-            "http://USER:PASSWORD@127.0.0.1:8000/cloudmails/webhook/ &\n"
-            '     (USER:PASSWORD as in CLOUDMAILS["WEBHOOK_SECRET"])\n'
-            "  python -m example_project runserver\n"
-            "then open http://127.0.0.1:8000/admin/cloudmails/delivery/"
-        )
+        if not options["serve"]:
+            self.stdout.write(
+                "\nRun `python -m example_project demo --serve` to explore the admin and "
+                "the dashboard while messages keep going out."
+            )
 
-    def send_examples(self) -> None:
-        singles = mail.send_mail(
+    def shown(self, key: str) -> str:
+        """A credential of the example settings, or a note that it is the user's own."""
+        value = settings.CLOUDMAILS[key]
+        if value == DEMO_DEFAULTS[key]:
+            return f"credentials {value}" if key == "WEBHOOK_SECRET" else f"key {value}"
+        return f"the {key} you set (not shown)"
+
+    # Sending, through Django's own mail API.
+
+    def send_examples(self) -> Sent:
+        sent = Sent()
+        sent.emails += mail.send_mail(
             "Your order has shipped",
             "Order #1001 is on its way.",
             None,
             [f"delivered@{SIM}"],
             html_message="<p>Order <b>#1001</b> is on its way.</p>",
         )
-        message = mail.EmailMultiAlternatives(
+        sent.to.append(f"delivered@{SIM}")
+        invoice = mail.EmailMultiAlternatives(
             "Invoice for March",
             "Your invoice is attached.",
             to=[f"Reader <open@{SIM}>", f"click@{SIM}"],
             cc=[f"delivered+accounts@{SIM}"],
         )
-        message.attach_alternative(
+        invoice.attach_alternative(
             "<p>Your invoice is <a href='https://shop.example/i/3'>here</a>.</p>", "text/html"
         )
-        message.attach("invoice.txt", "Total: 42.00 EUR", "text/plain")
-        message.custom_args = {"invoice": "2026-03"}
-        singles += message.send()
-        batch = mail.send_mass_mail(
-            [
-                ("Spring sale", "20% off this week.", None, [f"bounce@{SIM}"]),
-                ("Spring sale", "20% off this week.", None, [f"complaint@{SIM}"]),
-                ("Spring sale", "20% off this week.", None, [f"unsubscribe@{SIM}"]),
-                ("Spring sale", "20% off this week.", None, [f"deferred@{SIM}"]),
-            ]
+        invoice.attach("invoice.txt", "Total: 42.00 EUR", "text/plain")
+        invoice.custom_args = {"invoice": "2026-03"}  # type: ignore[attr-defined]
+        invoice.send()
+        sent.add(invoice)
+        sale = [f"{fate}@{SIM}" for fate in ("bounce", "complaint", "unsubscribe", "deferred")]
+        sent.emails += mail.send_mass_mail(
+            [("Spring sale", "20% off this week.", None, [address]) for address in sale]
         )
+        sent.to.extend(sale)
         mail.mail_admins("Nightly report", "All systems nominal.")
+        sent.emails += 1
+        sent.to.extend(a if isinstance(a, str) else a[1] for a in settings.ADMINS)
+        rows = len(sent.to)
         self.stdout.write(
-            f"Sent {singles + 1} emails with send_mail, EmailMultiAlternatives (two "
-            f"recipients: one batch request) and mail_admins, and {batch} with "
-            "send_mass_mail (one batch request).\n"
+            f"Sent {sent.emails} emails with send_mail, EmailMultiAlternatives, send_mass_mail "
+            f"and mail_admins: {rows} API messages (one per 'to' address; the four sale emails "
+            f"in one batch request), to {rows + len(sent.cc)} recipients (the cc rides with "
+            "the first 'to').\n"
         )
+        return sent
 
-    def show_deliveries(self) -> None:
-        rows = Delivery.objects.order_by("created_at")
-        self.stdout.write(f"{'recipient':<44}{'status':<11}{'opens':>6}{'clicks':>7}  events")
-        for row in rows:
-            events = ", ".join(row.events.order_by("occurred_at").values_list("event", flat=True))
-            self.stdout.write(
-                f"{row.to_email:<44}{row.status:<11}{row.opens:>6}{row.clicks:>7}  {events}"
-            )
+    def wait_for_fates(self, sandbox: Sandbox) -> None:
+        """Until every message is answered and every webhook delivered."""
+        sandbox.wait_idle(timeout=30)
 
+    # Showing what happened.
+
+    def show_deliveries(self, sent: Sent) -> None:
+        order = {parse_address(a, field="to").addr_spec: n for n, a in enumerate(sent.to)}
+        rows = sorted(
+            Delivery.objects.filter(to_email__in=order),
+            key=lambda row: (row.created_at, order[row.to_email]),
+        )
         self.stdout.write(
-            "(deferred@ stays 'sent': CloudMails sends no webhook for a deferral; "
-            "GET /emails/<id> reports it.)"
+            f"{'subject':<24}{'recipients':<48}{'status':<11}{'opens':>5}{'clicks':>7}\n"
+            f"{'  message id':<32}events"
+        )
+        for row in rows:
+            payload = row.payload if isinstance(row.payload, dict) else {}
+            self.stdout.write("-" * 95)
+            self.stdout.write(
+                f"{row.subject[:23]:<24}{payload.get('to', row.to_email)[:47]:<48}"
+                f"{row.status:<11}{row.opens:>5}{row.clicks:>7}"
+            )
+            for kind in ("cc", "bcc"):
+                for address in payload.get(kind) or ():
+                    self.stdout.write(f"{'':<24}{kind} {address}")
+            events = ", ".join(row.events.order_by("occurred_at").values_list("event", flat=True))
+            self.stdout.write(f"  {row.message_id or '-':<30}{events or '-'}")
+        self.stdout.write("-" * 95)
+        tally = Counter(row.status for row in rows)
+        counts = ", ".join(f"{status} {count}" for status, count in sorted(tally.items()))
+        self.stdout.write(
+            f"{len(rows)} API messages: {counts}. (deferred@ stays 'sent': CloudMails sends "
+            "no webhook for a deferral; GET /emails/<id> reports it.)"
         )
 
     def show_suppressions(self) -> None:
@@ -137,3 +214,40 @@ class Command(BaseCommand):
             f"\nSending to bounce@{SIM} again: {sent} sent, row {row.status} "
             f"({row.error_code}: {row.last_error})"
         )
+
+    # Staying up for the admin.
+
+    def wants_to_serve(self, options: dict[str, Any]) -> bool:
+        if options["serve"]:
+            return True
+        if options["no_input"] or not sys.stdin.isatty():
+            return False
+        answer = input("\nKeep running, to explore the admin and the dashboard? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+    def serve(self, port: int, sandbox: Sandbox) -> None:
+        password = secrets.token_urlsafe(9)
+        user, _ = get_user_model().objects.get_or_create(
+            username="demo", defaults={"is_staff": True, "is_superuser": True}
+        )
+        user.set_password(password)
+        user.save()
+        base = f"http://127.0.0.1:{port}/admin/"
+        self.stdout.write(
+            f"\nThe example site runs at {base}\n"
+            f"  log in as demo, password {password}\n"
+            f"  deliveries: {base}cloudmails/delivery/\n"
+            f"  dashboard:  {base}cloudmails/delivery/dashboard/\n"
+            f"A message goes out every {TRICKLE_SECONDS} s, and its status follows. "
+            "Ctrl-C stops."
+        )
+        fates = itertools.cycle(TRICKLE_FATES)
+        stop = threading.Event()
+        try:
+            for number in itertools.count(1):
+                if stop.wait(TRICKLE_SECONDS):
+                    break
+                address = f"{next(fates)}+{number}@{SIM}"
+                mail.send_mail(f"Live message {number}", "Sent while you watch.", None, [address])
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopped.")

@@ -306,8 +306,11 @@ class WorkerPool:
         is in flight and the worker holds ``holding`` tasks (the one it runs and those it
         prefetched), then let the request through, answered to no one. Returns the ids
         of the tasks it held (see :meth:`held_by`)."""
-        if not gate.arrived.wait(60):
-            raise TimeoutError("No request to hold arrived:\n" + self.output()[-4000:])
+        deadline = time.monotonic() + 60
+        while not gate.arrived.wait(0.5):
+            self._check_alive([worker])
+            if time.monotonic() > deadline:
+                raise TimeoutError("No request to hold arrived:\n" + worker.output()[-4000:])
         self.events.until(
             lambda history: len(self.held_by(worker)) >= holding,
             what=f"{holding} tasks held by worker {worker.pid}",

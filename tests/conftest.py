@@ -410,15 +410,15 @@ def prefetching_worker(
     celery_workers: Any, request_gate: Any, settings: Any, quick_redelivery: None
 ) -> Callable[[int], tuple[Any, RequestGate]]:
     """``prefetching_worker(n)`` holds the sandbox's ``n``-th API request in flight and
-    starts a worker that prefetches tasks while it sends (the threads pool, one thread,
-    four tasks prefetched): the scene for a SIGKILL in the middle of a batch (see
-    ``celery_workers.kill_in_flight``). Returns the worker and the gate. Workers started
-    later give a killed worker's unacknowledged tasks back quickly."""
+    starts a worker that prefetches tasks while it sends (four for its one thread): the
+    scene for a SIGKILL in the middle of a batch (see ``celery_workers.kill_in_flight``).
+    Returns the worker and the gate. Workers started later give a killed worker's
+    unacknowledged tasks back quickly."""
 
     def start(number: int) -> tuple[Any, RequestGate]:
         gate = request_gate(number)
         settings.CELERY_WORKER_PREFETCH_MULTIPLIER = 4
-        (worker,) = celery_workers.start(pool="threads")
+        (worker,) = celery_workers.start()
         settings.CELERY_WORKER_PREFETCH_MULTIPLIER = 1
         return worker, gate
 

@@ -1,9 +1,13 @@
 """Real Celery worker processes for the tests, and the events they report.
 
-Each worker is ``celery -A tests.celery_app worker --pool=solo`` in a subprocess, on the
-test run's broker and queue, sharing the test database (its name and the test's settings
-go through the environment). Workers report ``ready``, ``started`` and ``finished`` events
-over a loopback socket (see ``tests/celery_app.py``), which the tests wait for.
+Each worker is ``celery -A tests.celery_app worker --pool=threads --concurrency=1`` in a
+subprocess, on the test run's broker and queue, sharing the test database (its name and
+the test's settings go through the environment): one process, so a SIGKILL ends the task
+it runs, and the task beside the consumer, as in the prefork pool users run (the solo
+pool runs it inside the consumer's callback, where on RabbitMQ a message that arrives
+meanwhile waits some ten seconds to be read, a Celery retry among them). Workers report
+``ready``, ``started`` and ``finished`` events over a loopback socket (see
+``tests/celery_app.py``), which the tests wait for.
 
 What the tests wait for is counted per task chain (a task id: a Celery retry keeps it):
 every message published during the test, by the test process or by a worker, ends in one
@@ -32,9 +36,9 @@ Event = dict[str, Any]
 
 def worker_command(app: str, name: str, *, pool: str = "solo") -> list[str]:
     """``celery -A app worker`` as the tests and benchmarks run it: one process (the solo
-    pool runs a task in the consumer's thread, so a SIGKILL ends the task it runs; the
-    threads pool, one thread, runs it beside the consumer, which meanwhile prefetches
-    further tasks), no gossip, mingle or heartbeat traffic."""
+    pool runs a task in the consumer's thread; the threads pool, one thread, beside the
+    consumer, which may meanwhile prefetch further tasks: either way a SIGKILL ends the
+    task it runs), no gossip, mingle or heartbeat traffic."""
     return [
         sys.executable,
         "-m",
@@ -195,9 +199,10 @@ class WorkerPool:
             {"event": "published", "task": sender, "task_id": task_id, "pid": os.getpid()}
         )
 
-    def start(self, count: int = 1, *, pool: str = "solo", timeout: float = 90) -> list[Worker]:
-        """Start ``count`` workers (``pool``: see :func:`worker_command`) with the test's
-        current settings; return once each one consumes from the queue."""
+    def start(self, count: int = 1, *, pool: str = "threads", timeout: float = 90) -> list[Worker]:
+        """Start ``count`` workers (``pool``: see :func:`worker_command` and the module's
+        docstring) with the test's current settings; return once each one consumes from
+        the queue."""
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",

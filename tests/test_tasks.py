@@ -14,6 +14,7 @@ from django.core.mail import EmailMessage
 from django.utils import timezone
 
 from django_cloudmails import sending, tasks
+from django_cloudmails.limits import SIMULATOR_DOMAIN
 from django_cloudmails.models import Delivery
 from tests.celery_app import app
 from tests.conftest import API_KEY, forgets_fetched_tasks
@@ -69,8 +70,6 @@ def test_send_campaign_is_importable_from_tasks_as_a_plain_function() -> None:
 
 # Through a real worker process.
 
-SIMULATED = "simulator.cloudmails.test"
-
 
 @pytest.mark.celery
 @pytest.mark.django_db(transaction=True)
@@ -79,7 +78,7 @@ def test_poll_statuses_on_a_worker_moves_rows_to_what_the_api_says(
 ) -> None:
     cloudmails_settings["POLL_SCHEDULE"] = (0,)  # every sent row is due at once
     fates = ("delivered", "bounce", "deferred")
-    emails = [EmailMessage("Hi", "Body", None, [f"{fate}@{SIMULATED}"]) for fate in fates]
+    emails = [EmailMessage("Hi", "Body", None, [f"{fate}@{SIMULATOR_DOMAIN}"]) for fate in fates]
     rows = [Delivery.objects.create(**row) for row in sent_rows(sandbox, emails)]
     sandbox.wait_idle(30)  # no webhook configured: only a poll can tell the rows
     celery_workers.start()
@@ -97,7 +96,7 @@ def test_poll_statuses_on_a_worker_moves_rows_to_what_the_api_says(
 
 def sent_rows(sandbox: Any, emails: list[EmailMessage]) -> list[dict[str, Any]]:
     """Rows as a worker leaves them once the sandbox accepted ``emails``: ``sent``, with
-    the message ids (sent here, with the sandbox's own client of the API)."""
+    their message ids (the emails are sent here, through the package's client)."""
     from django_cloudmails.client import CloudMailsClient
     from django_cloudmails.payloads import build_api_messages
 

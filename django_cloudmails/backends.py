@@ -37,10 +37,8 @@ from .exceptions import (
     CloudMailsSuppressed,
     CloudMailsUnsupportedFeature,
 )
-from .limits import MAX_BATCH_MESSAGES
 from .models import Delivery
 from .payloads import build_api_messages
-from .retry import RetryPolicy
 from .suppression import normalize_address, suppressed
 
 _MAILERS = django.VERSION >= (6, 1)
@@ -56,38 +54,6 @@ WORKER_SETTINGS = (
     "RETRY_BACKOFF",
     "RETRY_MAX_BACKOFF",
 )
-
-
-def check_configuration(conf: CloudMailsSettings) -> None:
-    """Raise :class:`CloudMailsConfigurationError` unless ``conf`` can send. Called before
-    any row is written, so a broken configuration leaves nothing behind."""
-    if not conf.api_key:
-        raise CloudMailsConfigurationError(
-            'No CloudMails API key: set CLOUDMAILS["API_KEY"], the CLOUDMAILS_API_KEY '
-            'environment variable or the backend\'s "api_key" option.'
-        )
-    try:
-        conf.timeout, conf.retry_policy  # noqa: B018 - read to check them
-        batch_size = conf.batch_size
-    except (TypeError, ValueError) as err:
-        raise CloudMailsConfigurationError(
-            f"A CLOUDMAILS setting or backend option has a wrong value ({err}); "
-            "`manage.py check` names it."
-        ) from err
-    if not 1 <= batch_size <= MAX_BATCH_MESSAGES:
-        raise CloudMailsConfigurationError(
-            f'CLOUDMAILS["BATCH_SIZE"] (or the "batch_size" option) must be between 1 '
-            f"and {MAX_BATCH_MESSAGES}, not {batch_size}."
-        )
-
-
-def new_client(conf: CloudMailsSettings, *, retry: RetryPolicy | None = None) -> CloudMailsClient:
-    """A client for ``conf`` once :func:`check_configuration` passed; ``retry`` replaces
-    the retry policy the settings give."""
-    check_configuration(conf)
-    return CloudMailsClient(
-        conf.api_key, api_url=conf.api_url, timeout=conf.timeout, retry=retry or conf.retry_policy
-    )
 
 
 class _CloudMailsBackend(BaseEmailBackend):
@@ -229,7 +195,7 @@ class EmailBackend(_CloudMailsBackend):
         """Open the API session; True when this call opened it (and must close it)."""
         if self.client is not None:
             return False
-        self.client = new_client(self.settings)
+        self.client = self.settings.client(self.settings.retry_policy)
         return True
 
     def close(self) -> None:
@@ -302,7 +268,7 @@ class CeleryEmailBackend(_CloudMailsBackend):
     def _send(self, emails: list[EmailMessage]) -> int:
         rows_by_email, pending = self._prepare(emails)
         if pending:
-            check_configuration(self.settings)
+            self.settings.check()
         requests = dispatch.chunks(pending, pacing.request_size(self.settings))
         self._write(emails, rows_by_email, requests, batch=False, attempt_started=False)
         for email, group in zip(emails, rows_by_email, strict=True):

@@ -1,21 +1,28 @@
 """A Celery broker that needs no server: kombu's filesystem transport in a local folder.
 
     # settings.py
-    from django_cloudmails.brokers import filesystem_transport_options
+    from django_cloudmails.brokers import FILESYSTEM_TRANSPORT, filesystem_transport_options
 
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
     if CELERY_BROKER_URL == "filesystem://":
+        CELERY_BROKER_TRANSPORT = FILESYSTEM_TRANSPORT
         CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(BASE_DIR / "broker")
 
 For development, tests and demos on one machine: every process using the folder shares
 the queue. A message is deleted when a worker fetches it, so a worker killed with SIGKILL
 loses the tasks it took; ``recover_deliveries`` hands their rows to a worker again.
+:data:`FILESYSTEM_TRANSPORT` is kombu's transport with messages published whole (see
+:mod:`.filesystem_transport`); kombu's own lets a polling worker take a message still
+being written, and stop.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+#: ``CELERY_BROKER_TRANSPORT`` for ``filesystem://``: imported by kombu when used only.
+FILESYSTEM_TRANSPORT = "django_cloudmails.filesystem_transport:Transport"
 
 
 def filesystem_transport_options(

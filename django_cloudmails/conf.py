@@ -200,16 +200,37 @@ class CloudMailsSettings:
     def recover_attempts(self) -> int:
         return int(self.get("RECOVER_ATTEMPTS"))
 
-    def client(self, retry: RetryPolicy | None = None) -> CloudMailsClient:
-        """A client with this API key, URL and timeout (``retry`` defaults to one try).
+    def check(self) -> None:
+        """Raise :class:`CloudMailsConfigurationError` unless these settings can send.
 
-        For background work (polling, recovery); a missing key is a configuration error.
+        Called before anything is written or claimed (the backends, the workers), so a
+        broken configuration leaves nothing behind; ``manage.py check`` names the
+        setting too (see :mod:`~.checks`).
         """
         if not self.api_key:
             raise CloudMailsConfigurationError(
-                'No CloudMails API key: set CLOUDMAILS["API_KEY"] or the CLOUDMAILS_API_KEY '
-                'environment variable (or the mailer\'s "api_key" option).'
+                'No CloudMails API key: set CLOUDMAILS["API_KEY"], the CLOUDMAILS_API_KEY '
+                'environment variable or the backend\'s "api_key" option.'
             )
+        try:
+            self.timeout, self.retry_policy  # noqa: B018 - read to check them
+            batch_size = self.batch_size
+        except (TypeError, ValueError) as err:
+            raise CloudMailsConfigurationError(
+                f"A CLOUDMAILS setting or backend option has a wrong value ({err}); "
+                "`manage.py check` names it."
+            ) from err
+        if not 1 <= batch_size <= MAX_BATCH_MESSAGES:
+            raise CloudMailsConfigurationError(
+                f'CLOUDMAILS["BATCH_SIZE"] (or the "batch_size" option) must be between 1 '
+                f"and {MAX_BATCH_MESSAGES}, not {batch_size}."
+            )
+
+    def client(self, retry: RetryPolicy | None = None) -> CloudMailsClient:
+        """A client with this API key, URL and timeout, once :meth:`check` passed;
+        ``retry`` defaults to one try (a caller that wants the settings' retries passes
+        :attr:`retry_policy`)."""
+        self.check()
         return CloudMailsClient(
             self.api_key, api_url=self.api_url, timeout=self.timeout, retry=retry
         )

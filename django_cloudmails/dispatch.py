@@ -19,7 +19,7 @@ next chunk is on the wire; the database is only ever used from the calling threa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -65,6 +65,14 @@ def requests_of(rows: Iterable[Delivery]) -> list[list[Delivery]]:
     for row in rows:
         by_key.setdefault(row.idempotency_key or f"row-{row.pk}", []).append(row)
     return [identity.in_request_order(group) for group in by_key.values()]
+
+
+def by_alias(requests: Iterable[list[Delivery]]) -> dict[str, list[list[Delivery]]]:
+    """``requests`` grouped by the mailer alias of their rows (a request has one)."""
+    grouped: dict[str, list[list[Delivery]]] = {}
+    for request in requests:
+        grouped.setdefault(request[0].alias, []).append(request)
+    return grouped
 
 
 def _is_batch(request: Sequence[Delivery]) -> bool:
@@ -133,10 +141,31 @@ class Dispatcher:
         if batches:
             self.send_batches(batches)
 
-    def send_one(self, row: Delivery) -> bool:
-        """Send one row through ``/send``; False when it was handed back to the caller."""
-        error = self._send_single(row)
-        return error is None or not self._hands_back(error)
+    def send_each(
+        self,
+        requests: Sequence[list[Delivery]],
+        *,
+        before: Callable[[list[Delivery]], bool] | None = None,
+    ) -> int:
+        """Send ``requests`` one at a time, in order, in this thread, for callers that act
+        between two requests: ``before(request)`` runs first, and False skips it. A 401
+        (or a refusal handed back) stops the rest, as in :meth:`send`. Returns how many
+        requests went out."""
+        sent = 0
+        for position, request in enumerate(requests):
+            if before is not None and not before(request):
+                continue
+            sent += 1
+            if _is_batch(request):
+                outcome = post_batch(self.client, request)
+                self.store_batch(request, outcome)
+                error = outcome if isinstance(outcome, CloudMailsError) else None
+            else:
+                error = self._send_single(request[0])
+            if error is not None and self._stops(error):
+                self._stop(requests[position + 1 :], error)
+                break
+        return sent
 
     def _send_single(self, row: Delivery) -> CloudMailsError | None:
         try:

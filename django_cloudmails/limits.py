@@ -3,6 +3,11 @@ the one size of our own multi-row SQL statements."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
 #: Most messages one ``POST /send/batch`` request may carry.
 MAX_BATCH_MESSAGES = 1000
 
@@ -19,3 +24,9 @@ SIMULATOR_DOMAIN = "simulator.cloudmails.test"
 #: of parameters: the outbox's and the polls' bulk UPDATEs, suppression lookups, orphan
 #: linking.
 ROWS_PER_STATEMENT = 500
+
+
+def statement_chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``values`` in slices of at most :data:`ROWS_PER_STATEMENT`, in order."""
+    for start in range(0, len(values), ROWS_PER_STATEMENT):
+        yield values[start : start + ROWS_PER_STATEMENT]

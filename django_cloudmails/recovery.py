@@ -9,13 +9,16 @@ the events of an accepted request have had time to arrive). Oldest first, at mos
 
 For each request (the rows sharing an Idempotency-Key, in the order they went out):
 
-1. claim: one compare-and-set UPDATE on ``attempt_started_at`` (``< cutoff`` -> now), in
-   a transaction that locks the rows in id order first. A request is resent only if
-   every unsettled row of it was claimed here, so two runs at once never both send it;
+1. claim (:func:`claims.take_over`): a compare-and-set on ``attempt_started_at``
+   (``< cutoff`` -> now), in a transaction that locks the rows in id order first. A
+   request is resent only if every unsettled row of it was claimed here, so two runs at
+   once never both send it; a claim recovery made is exclusive for ``claims.LEASE``;
 2. evidence: an event carrying a row's Delivery id proves the API accepted it: the row
    takes the event's message id, moves to ``sent``, and its events are applied;
 3. resend the rest under the stored key, the request whole and in its original order,
-   through :class:`~.dispatch.Dispatcher` in ``resending`` mode: where the API honours
+   through :func:`.sending.send_claimed` (one request at a time, each held right before
+   it goes out, every attempt paced like any sender's) and the
+   :class:`~.dispatch.Dispatcher` in ``resending`` mode: where the API honours
    Idempotency-Key (as the sandbox does) a request it accepted is answered from its
    record, never sent twice; one it never got is sent now. A refusal now never fails
    the rows: they stay ``unknown``, the error and the try counted on them.
@@ -31,23 +34,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import router
 from django.db.models import Q
 from django.utils import timezone
 
-from . import dispatch, identity, lifecycle, orphans, updates
+from . import claims, dispatch, identity, lifecycle, orphans, updates
 from .conf import app_settings, mailer_settings
-from .limits import ROWS_PER_STATEMENT
+from .limits import statement_chunks
 from .models import Delivery, DeliveryEvent
+from .sending import send_claimed
 
 #: Rows one :func:`recover` run takes at most, unless told otherwise.
 DEFAULT_LIMIT = 10_000
-#: The statuses recovery may claim a row in.
-CLAIMABLE = (lifecycle.QUEUED, lifecycle.UNKNOWN)
-#: Seconds a recovery claim stays exclusive whatever ``older_than`` says: a resend (its
-#: retries included) fits in it, so a run started meanwhile never takes the claim for an
-#: old attempt and sends the request a second time.
-CLAIM_LEASE = 120.0
 
 
 @dataclass
@@ -78,7 +76,7 @@ def recover(*, older_than: float | None = None, limit: int | None = None) -> Rec
     cutoff = now - timedelta(seconds=age)
     candidates = (
         Delivery.objects.using(_db())
-        .filter(_claimable(cutoff, now), recoveries__lt=app_settings.recover_attempts)
+        .filter(claims.claimable(cutoff, now), recoveries__lt=app_settings.recover_attempts)
         .order_by("attempt_started_at")
     )
     rows = list(candidates[: DEFAULT_LIMIT if limit is None else limit])
@@ -91,9 +89,8 @@ def retry(deliveries: Iterable[Delivery | Any]) -> RecoveryReport:
     now = timezone.now()
     pks = [item.pk if isinstance(item, Delivery) else item for item in deliveries]
     rows: list[Delivery] = []
-    for start in range(0, len(pks), ROWS_PER_STATEMENT):
-        chunk = pks[start : start + ROWS_PER_STATEMENT]
-        rows.extend(Delivery.objects.using(_db()).filter(_claimable(now, now), pk__in=chunk))
+    for chunk in statement_chunks(pks):
+        rows.extend(Delivery.objects.using(_db()).filter(claims.claimable(now, now), pk__in=chunk))
     return _recover(rows, now, now)
 
 
@@ -101,44 +98,36 @@ def _db() -> str:
     return router.db_for_write(Delivery)
 
 
-def _claimable(cutoff: datetime, now: datetime) -> Q:
-    """Rows with no message id whose outcome is unknown and whose last attempt started
-    before ``cutoff`` (a recovery claim: also before its lease ran out)."""
-    lease = now - timedelta(seconds=CLAIM_LEASE)
-    started = Q(attempt_started_at__lt=cutoff) & (Q(recoveries=0) | Q(attempt_started_at__lt=lease))
-    never = Q(status=lifecycle.UNKNOWN, attempt_started_at__isnull=True)
-    return Q(message_id__isnull=True, status__in=CLAIMABLE) & (started | never)
-
-
 def _recover(rows: Sequence[Delivery], cutoff: datetime, now: datetime) -> RecoveryReport:
     report = RecoveryReport()
-    by_key = dispatch.requests_of(rows)
     owned: list[list[Delivery]] = []
-    for request in by_key:
+    held: set[Any] = set()
+    for request in dispatch.requests_of(rows):
         whole = _whole_request(request)
         if whole is None:
             report.unrebuildable += len(request)
             continue
-        claimed = _claim(whole, cutoff, now)
+        claimed = claims.take_over(whole, cutoff, now)
         if claimed is None:
             report.contended += len(request)
             continue
         report.claimed += len(claimed)
+        held.update(claimed)
         owned.append(whole)
-    claimed_pks = {row.pk for request in owned for row in request if row.message_id is None}
-    report.evidenced = _apply_evidence(claimed_pks, now)
+    claim = claims.Claim(now, owned, held)
+    report.evidenced = _apply_evidence(held, now)
     settled = set(
         Delivery.objects.using(_db())
-        .filter(pk__in=claimed_pks, message_id__isnull=False)
+        .filter(pk__in=held, message_id__isnull=False)
         .values_list("pk", flat=True)
     )
+    claim.release(settled)
     to_send = [request for request in owned if any(r.pk not in settled for r in request)]
-    for alias, requests in _by_alias(to_send).items():
+    for alias, requests in dispatch.by_alias(to_send).items():
         report.resent += sum(1 for request in requests for row in request if row.pk not in settled)
         conf = mailer_settings(alias)
-        with conf.client(conf.retry_policy) as client:
-            dispatch.Dispatcher(client, resending=True).send(requests)
-    final = Delivery.objects.using(_db()).filter(pk__in=claimed_pks - settled)
+        send_claimed(claim, requests, conf, attempts=conf.retry_policy.attempts, resending=True)
+    final = Delivery.objects.using(_db()).filter(pk__in=held - settled)
     report.accepted = final.filter(message_id__isnull=False).count()
     report.unknown = final.filter(status=lifecycle.UNKNOWN).count()
     return report
@@ -169,64 +158,13 @@ def _matches(key: str, rows: Sequence[Delivery]) -> bool:
     return key == identity.request_key(ids, batch=identity.is_batch_key(key))
 
 
-def _claim(request: list[Delivery], cutoff: datetime, now: datetime) -> list[Any] | None:
-    """Claim every unsettled row of ``request``; None if another run got to any first.
-
-    Compare-and-set: each row is claimed only if ``attempt_started_at`` is still what
-    this run read (and that was before ``cutoff``), so a claim made meanwhile (by a
-    worker, or by a concurrent run whose cutoff the fresh claim would pass) keeps its rows.
-    """
-    unsettled = [r for r in request if r.message_id is None and r.status in CLAIMABLE]
-    if not unsettled or not all(_old(row, cutoff, now) for row in unsettled):
-        return None
-    by_start: dict[Any, list[Any]] = {}
-    for row in unsettled:
-        by_start.setdefault(row.attempt_started_at, []).append(row.pk)
-    unchanged = Q()
-    for started, pks in by_start.items():
-        same = (
-            Q(attempt_started_at__isnull=True) if started is None else Q(attempt_started_at=started)
-        )
-        unchanged |= Q(pk__in=pks) & same
-    using = _db()
-    pks = [row.pk for row in unsettled]
-    with transaction.atomic(using=using):
-        rows = Delivery.objects.using(using).filter(pk__in=pks)
-        if connections[using].features.has_select_for_update:
-            # Locked in id order: two runs claiming the same rows queue, never deadlock.
-            # (SQLite locks the whole database at the UPDATE, which must come first: a
-            # transaction that reads first may fail to upgrade to a write.)
-            list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
-        claimed = rows.filter(unchanged, message_id__isnull=True, status__in=CLAIMABLE).update(
-            **updates.orm_values(lifecycle.RECOVERING, now=now)
-        )
-        if claimed != len(pks):
-            transaction.set_rollback(True, using=using)
-            return None
-    for row in unsettled:
-        row.status = lifecycle.advance(row.status, lifecycle.UNKNOWN)
-        row.attempt_started_at = now
-    return pks
-
-
-def _old(row: Delivery, cutoff: datetime, now: datetime) -> bool:
-    """The in-memory twin of :func:`_claimable`'s age condition."""
-    started = row.attempt_started_at
-    if started is None:
-        return row.status == lifecycle.UNKNOWN
-    lease = now - timedelta(seconds=CLAIM_LEASE)
-    return started < cutoff and (row.recoveries == 0 or started < lease)
-
-
 def _apply_evidence(pks: set[Any], now: datetime) -> int:
     """Settle rows from events carrying their Delivery id; returns how many."""
     if not pks:
         return 0
     using = _db()
     found: dict[Any, str] = {}
-    ordered = sorted(pks)
-    for start in range(0, len(ordered), ROWS_PER_STATEMENT):
-        chunk = ordered[start : start + ROWS_PER_STATEMENT]
+    for chunk in statement_chunks(sorted(pks)):
         events = DeliveryEvent.objects.using(using).filter(
             Q(delivery_ref__in=chunk, delivery__isnull=True) | Q(delivery__in=chunk)
         )
@@ -239,10 +177,3 @@ def _apply_evidence(pks: set[Any], now: datetime) -> int:
             settled += 1
     orphans.apply_orphan_events(list(found.values()), using=using)
     return settled
-
-
-def _by_alias(requests: Sequence[list[Delivery]]) -> dict[str, list[list[Delivery]]]:
-    grouped: dict[str, list[list[Delivery]]] = {}
-    for request in requests:
-        grouped.setdefault(request[0].alias, []).append(request)
-    return grouped

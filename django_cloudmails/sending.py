@@ -3,46 +3,47 @@
 Engine-free: :mod:`django_cloudmails.tasks` wraps these functions for Celery, and any
 other runner (Django's Tasks framework, a management command) can call them the same way.
 
-A worker is given row ids. It first *claims* them: a compare-and-set of
-``attempt_started_at`` from NULL to now on rows still ``queued``, so of two workers given
-the same ids at once only one gets each row, and a row someone claimed is never sent by
-anyone else (recovery takes over rows whose claim grew old). A claim always takes whole
-requests: every row sharing an Idempotency-Key, since those rows are one API request and
-must go out together, in the same order, every time. Then each request goes out through
-:mod:`~django_cloudmails.dispatch` (``/send`` for a request keyed for one message,
-``/send/batch`` otherwise), paced by :mod:`~django_cloudmails.pacing`, and its outcome
-is stored exactly as the plain backend stores it.
+A worker is given row ids. It claims them (:func:`claims.claim`: whole requests, only
+rows nobody claimed), then sends each request through :mod:`~django_cloudmails.dispatch`
+(``/send`` for a request keyed for one message, ``/send/batch`` otherwise), one at a
+time: each request is held (:meth:`claims.Claim.hold`) right before it goes out and
+every attempt waits for the shared pace (:mod:`~django_cloudmails.pacing`). Outcomes are
+stored exactly as the plain backend stores them.
+
+Retries belong to the caller (a Celery retry of the task): the client tries once, and a
+definite retryable refusal (429, 5xx, a connection that never opened) leaves its rows
+``queued`` and claimed, and stops the run; those rows and the requests not tried yet are
+handed back in :attr:`SendReport.retry_ids`, with the claim time a retry must own
+(``claimed_at``) and how long to wait (``retry_in``: the API's ``Retry-After``, else
+exponential backoff with full jitter from ``RETRY_BACKOFF`` up to ``RETRY_MAX_BACKOFF``).
+The run that makes a request's ``RETRY_ATTEMPTS``-th attempt hands nothing back: a
+refusal then fails the rows. An attempt that may have reached the API leaves its rows
+``unknown`` at any attempt, never retried here: recovery settles them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, router, transaction
-from django.db.models import F, QuerySet
+from django.db import router
 from django.utils import timezone
 
-from . import dispatch, lifecycle
-from .backends import check_configuration, new_client
-from .conf import app_settings, mailer_settings
+from . import claims, dispatch, lifecycle
+from .conf import CloudMailsSettings, app_settings, mailer_settings
+from .limits import statement_chunks
 from .models import Delivery
 from .pacing import Pace, PacedRetry
 
 logger = logging.getLogger("django_cloudmails.sending")
 
-#: Rows per ``pk IN (...)``: under the 999 parameters of old SQLite builds.
-ID_CHUNK = 500
 #: Rows :func:`unclaimed_requests` hands back per run, by default.
 REQUEUE_LIMIT = 10_000
-#: How the keys of batch requests start (see ``outbox.assign_idempotency_keys``).
-BATCH_KEY_PREFIX = "cloudmails-batch-"
 
 
 @dataclass
@@ -57,8 +58,13 @@ class SendReport:
     unknown: int = 0
     requests: int = 0
     seconds: float = 0.0
+    #: Which attempt of the rows this run was (1: the first).
+    attempt: int = 1
     #: The claim's time (ISO 8601): a retry passes it back to own the same rows.
     claimed_at: str = ""
+    #: Rows handed back for a retry, and the seconds it should wait.
+    retry_ids: list[str] = field(default_factory=list)
+    retry_in: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,98 +73,102 @@ class SendReport:
         skipped = self.given - self.claimed
         note = f" ({skipped} of the ids given were not queued or claimed elsewhere)"
         requests = f"{self.requests} request{'' if self.requests == 1 else 's'}"
+        retry = f"; {len(self.retry_ids)} to retry in {self.retry_in:.2f} s"
         return (
             f"sent {self.sent}, failed {self.failed}, unknown {self.unknown} of "
             f"{self.claimed} rows in {requests}, {self.seconds:.3f} s"
-            f"{note if skipped > 0 else ''}"
+            f"{note if skipped > 0 else ''}{retry if self.retry_ids else ''}"
         )
 
 
-@dataclass
-class Claim:
-    """Rows a worker claimed at ``at``, grouped as they go out (one list per request)."""
-
-    at: datetime
-    requests: list[list[Delivery]] = field(default_factory=list)
-
-    @property
-    def rows(self) -> Iterator[Delivery]:
-        return (row for rows in self.requests for row in rows)
-
-
-def send_deliveries(ids: Sequence[str], *, claimed_at: datetime | None = None) -> SendReport:
+def send_deliveries(
+    ids: Sequence[str], *, claimed_at: datetime | None = None, attempt: int = 1
+) -> SendReport:
     """Claim the queued, unclaimed rows among ``ids`` (with the rest of their requests),
     send them and store each outcome; log one line and return the counts.
 
-    ``claimed_at`` is for a retry of a run that claimed the rows at that time: see
-    :func:`claim`. A configuration error of a row's alias raises before anything is
-    claimed, so the rows stay for a later run (``recover_deliveries`` re-enqueues them).
+    A retry passes ``claimed_at`` (the claim it owns: see :func:`claims.renew`) and its
+    ``attempt`` number (2 for the first retry). A configuration error of a row's alias
+    raises before anything is claimed, so the rows stay for a later run
+    (``recover_deliveries`` re-enqueues them).
     """
     started = time.perf_counter()
-    report = SendReport(given=len(ids))
+    report = SendReport(given=len(ids), attempt=attempt)
     for alias in _aliases(ids):
-        check_configuration(mailer_settings(alias))
-    claimed = claim(ids, owned_at=claimed_at)
-    report.claimed_at = claimed.at.isoformat()
-    by_alias: dict[str, list[list[Delivery]]] = defaultdict(list)
-    for rows in claimed.requests:
-        by_alias[rows[0].alias].append(rows)
-    for alias, requests in by_alias.items():
-        report.requests += _send_requests(alias, requests)
-    for row in claimed.rows:
+        mailer_settings(alias).check()
+    claim = claims.claim(ids) if claimed_at is None else claims.renew(ids, owned_at=claimed_at)
+    report.claimed_at = claim.at.isoformat()
+    handed_back: list[Delivery] = []
+    for alias, requests in dispatch.by_alias(claim.requests).items():
+        conf = mailer_settings(alias)
+        policy = conf.retry_policy
+        dispatcher, requests_sent = send_claimed(
+            claim,
+            requests,
+            conf,
+            attempts=1,
+            link_orphans=False,  # committed long before: events find rows by their id
+            retry_later=attempt < policy.attempts,
+        )
+        report.requests += requests_sent
+        for later in dispatcher.retried:
+            handed_back.extend(later.rows)
+            report.retry_in = max(report.retry_in, policy.delay(attempt, later.error))
+    if handed_back:
+        at, owned = claim.hand_back(handed_back)
+        report.claimed_at = at.isoformat()
+        report.retry_ids = [str(row.pk) for row in owned]
+    retrying = set(report.retry_ids)
+    for row in claim.rows:
         report.claimed += 1
         if row.message_id:
             report.sent += 1
         elif row.status == lifecycle.FAILED:
             report.failed += 1
-        else:
+        elif str(row.pk) not in retrying:
             report.unknown += 1
     report.seconds = time.perf_counter() - started
     logger.info("cloudmails: %s", report.summary())
     return report
 
 
-def claim(ids: Sequence[str], *, owned_at: datetime | None = None) -> Claim:
-    """Claim the queued, unclaimed rows among ``ids`` and every row of their requests.
+def send_claimed(
+    claim: claims.Claim,
+    requests: list[list[Delivery]],
+    conf: CloudMailsSettings,
+    *,
+    attempts: int,
+    **options: Any,
+) -> tuple[dispatch.Dispatcher, int]:
+    """Send ``claim``'s ``requests`` (of one alias, whose settings are ``conf``) one at a
+    time, ``attempts`` tries each inside the client, and store their outcomes.
 
-    The candidates are locked in primary-key order (``SELECT ... FOR UPDATE``; on SQLite
-    by taking the database's write lock first), then stamped in the same transaction:
-    a competing claim waits, then finds them taken. Whoever locks a request's first row
-    holds the whole request, so a request is never split between two workers.
-
-    ``owned_at`` renews a claim instead (a retry of the task that made it): only rows
-    still stamped with exactly that time, ``queued`` or ``unknown``, are taken, so a
-    retry never sends rows that recovery took over meanwhile.
+    Each request is held right before it goes out (one taken over meanwhile is skipped);
+    every attempt waits for the shared pace and books its messages, and a 429 holds
+    every sender for its ``Retry-After``. ``options`` go to the
+    :class:`~.dispatch.Dispatcher`. Returns it and how many requests went out.
     """
-    using = router.db_for_write(Delivery)
-    now = timezone.now()
-    rows = Delivery.objects.using(using)
-    keys: set[str] = set()
-    for chunk in _chunks(list(ids)):
-        keys.update(rows.filter(pk__in=chunk).values_list("idempotency_key", flat=True))
-    keys.discard("")  # written by something else than a backend: never ours to send
-    pks: list[Any] = []
-    with transaction.atomic(using=using):
-        for chunk in _chunks(sorted(keys)):
-            if owned_at is None:
-                candidates = rows.filter(
-                    idempotency_key__in=chunk,
-                    status=lifecycle.QUEUED,
-                    attempt_started_at__isnull=True,
-                )
-            else:
-                candidates = rows.filter(
-                    idempotency_key__in=chunk,
-                    status__in=(lifecycle.QUEUED, lifecycle.UNKNOWN),
-                    attempt_started_at=owned_at,
-                )
-            pks.extend(_lock(candidates, using))
-        for chunk in _chunks(pks):
-            rows.filter(pk__in=chunk).update(attempt_started_at=now, updated_at=now)
-    taken: list[Delivery] = []
-    for chunk in _chunks(pks):
-        taken.extend(rows.filter(pk__in=chunk))
-    return Claim(at=now, requests=_in_request_order(taken, ids))
+    policy = conf.retry_policy
+    paced = PacedRetry(
+        attempts=attempts,
+        backoff=policy.backoff,
+        max_backoff=policy.max_backoff,
+        jitter=policy.jitter,
+        pace=Pace(conf.rate_limit),
+    )
+    with conf.client(paced) as client:
+        dispatcher = dispatch.Dispatcher(client, **options)
+
+        def before(request: list[Delivery]) -> bool:
+            if not claim.hold(request):
+                return False
+            client.retry = replace(paced, messages=len(request))
+            return True
+
+        sent = dispatcher.send_each(requests, before=before)
+    for error in dispatcher.errors:
+        logger.warning("cloudmails: %s", error)
+    return dispatcher, sent
 
 
 def unclaimed_requests(
@@ -202,72 +212,9 @@ def task_ids(requests: Iterable[Sequence[Any]], size: int) -> list[list[str]]:
     return tasks
 
 
-def is_batch_key(key: str) -> bool:
-    """Whether rows with this Idempotency-Key go out through ``/send/batch``."""
-    return key.startswith(BATCH_KEY_PREFIX)
-
-
-def _send_requests(alias: str, requests: list[list[Delivery]]) -> int:
-    """Send claimed requests of one alias, one at a time; return how many went out.
-
-    Retries happen inside the client (its RetryPolicy, every attempt paced).
-    """
-    conf = mailer_settings(alias)
-    policy = conf.retry_policy
-    paced = PacedRetry(
-        attempts=policy.attempts,
-        backoff=policy.backoff,
-        max_backoff=policy.max_backoff,
-        jitter=policy.jitter,
-        pace=Pace(conf.rate_limit),
-    )
-    with new_client(conf, retry=paced) as client:
-        # Committed long before: every event finds its row by the id in custom_args.
-        dispatcher = dispatch.Dispatcher(client, link_orphans=False)
-        for rows in requests:
-            client.retry = replace(paced, messages=len(rows))
-            if is_batch_key(rows[0].idempotency_key):
-                dispatcher.send_batches([rows])
-            else:
-                dispatcher.send_one(rows[0])
-    for error in dispatcher.errors:
-        logger.warning("cloudmails: %s", error)
-    return len(requests)
-
-
 def _aliases(ids: Sequence[str]) -> set[str]:
     aliases: set[str] = set()
     rows = Delivery.objects.using(router.db_for_write(Delivery))
-    for chunk in _chunks(list(ids)):
+    for chunk in statement_chunks(list(ids)):
         aliases.update(rows.filter(pk__in=chunk).values_list("alias", flat=True).distinct())
     return aliases
-
-
-def _lock(candidates: QuerySet[Delivery], using: str) -> list[Any]:
-    """The primary keys of ``candidates``, locked until the transaction ends."""
-    if connections[using].features.has_select_for_update:
-        return list(candidates.select_for_update().order_by("pk").values_list("pk", flat=True))
-    # SQLite locks the whole database for a write, and a transaction that reads first
-    # and writes later may fail to upgrade: write first (nothing changes), then read.
-    candidates.update(attempt_started_at=F("attempt_started_at"))
-    return list(candidates.values_list("pk", flat=True))
-
-
-def _in_request_order(rows: list[Delivery], ids: Sequence[str]) -> list[list[Delivery]]:
-    """Rows grouped by Idempotency-Key, each group and each row in the order of ``ids``
-    (the order they were written in); rows not among ``ids`` follow, by primary key."""
-    position = {str(uuid.UUID(str(pk))): index for index, pk in enumerate(ids)}
-    last = len(position)
-
-    def order(row: Delivery) -> tuple[int, str]:
-        return position.get(str(row.pk), last), str(row.pk)
-
-    groups: dict[str, list[Delivery]] = defaultdict(list)
-    for row in sorted(rows, key=order):
-        groups[row.idempotency_key].append(row)
-    return list(groups.values())
-
-
-def _chunks(values: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), ID_CHUNK):
-        yield values[start : start + ID_CHUNK]

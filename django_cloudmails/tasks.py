@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 
 logger = logging.getLogger("django_cloudmails.tasks")
 
@@ -39,39 +39,61 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 
 
 @shared_task(
+    bind=True,
     name="cloudmails.send_deliveries",
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
+    max_retries=None,  # RETRY_ATTEMPTS of each row's alias decides: see sending
 )
-def send_deliveries(ids: list[str], claimed_at: str | None = None) -> dict[str, Any]:
-    """Send the queued rows among ``ids`` (see :func:`.sending.send_deliveries`);
-    ``claimed_at`` (ISO 8601) renews the claim a previous run of the task made."""
+def send_deliveries(
+    self: Task[Any, Any], ids: list[str], claimed_at: str | None = None
+) -> dict[str, Any]:
+    """Send the queued rows among ``ids`` (see :func:`.sending.send_deliveries`).
+
+    Rows a retryable refusal handed back are retried by this task, with their ids only,
+    after the wait the run asked for, owning the claim it made (``claimed_at``, ISO
+    8601): a retry never sends rows recovery took over meanwhile.
+    """
     from datetime import datetime
 
     from .sending import send_deliveries as send
 
     owned = datetime.fromisoformat(claimed_at) if claimed_at else None
-    return send(ids, claimed_at=owned).as_dict()
+    report = send(ids, claimed_at=owned, attempt=self.request.retries + 1)
+    if report.retry_ids:
+        raise self.retry(
+            args=(report.retry_ids,),
+            kwargs={"claimed_at": report.claimed_at},
+            countdown=report.retry_in,
+        )
+    return report.as_dict()
 
 
 @shared_task(name="cloudmails.poll_statuses", ignore_result=True)
-def poll_statuses() -> None:
+def poll_statuses() -> dict[str, Any]:
     """Ask the API for the status of rows not yet final (see ``polling.poll``)."""
+    from dataclasses import asdict
+
     from .polling import poll
 
-    poll()
+    return asdict(poll())
 
 
 @shared_task(name="cloudmails.recover_deliveries", ignore_result=True)
-def recover_deliveries() -> None:
+def recover_deliveries() -> dict[str, Any]:
     """Hand rows whose task was lost to a worker again, then settle rows whose outcome
     is unknown (see :func:`.sending.unclaimed_requests` and ``recovery.recover``)."""
+    from dataclasses import asdict
+
     from .recovery import recover
     from .sending import unclaimed_requests
 
-    enqueue_sends(unclaimed_requests())
-    recover()
+    lost = unclaimed_requests()
+    enqueue_sends(lost)
+    report = asdict(recover())
+    report["requeued"] = sum(len(ids) for ids in lost)
+    return report
 
 
 def enqueue_sends(tasks: Sequence[Sequence[str]]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import django
 
-from django_cloudmails.brokers import filesystem_transport_options
+from django_cloudmails.brokers import FILESYSTEM_TRANSPORT, filesystem_transport_options
 from django_cloudmails.tasks import BEAT_SCHEDULE
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -83,6 +83,7 @@ CLOUDMAILS = {
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT = FILESYSTEM_TRANSPORT
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(BASE_DIR / "broker")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True

@@ -2,8 +2,10 @@
 processes that tests start run it (``celery -A tests.celery_app worker``).
 
 A worker reports to the test process that started it (``CLOUDMAILS_TEST_EVENTS``, a
-loopback port): ``ready`` once it consumes, ``started`` and ``finished`` around each
-task, so tests wait for events instead of sleeping.
+loopback port): ``ready`` once it consumes, ``received`` for each message it takes from
+the broker (prefetched or not), ``started`` and ``finished`` around each run of a task,
+and ``published`` for each task it enqueues (a retry, recovery handing rows back), so
+tests wait for events instead of sleeping.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_ready
+from celery.signals import (
+    after_task_publish,
+    task_postrun,
+    task_prerun,
+    task_received,
+    worker_ready,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
@@ -53,3 +61,13 @@ def _started(task_id: str, task: Any, args: Any = (), **kwargs: Any) -> None:
 @task_postrun.connect
 def _finished(task_id: str, task: Any, retval: Any = None, state: str = "", **kwargs: Any) -> None:
     report("finished", task=task.name, task_id=task_id, state=state, result=retval)
+
+
+@task_received.connect
+def _received(request: Any, **kwargs: Any) -> None:
+    report("received", task=request.name, task_id=request.id)
+
+
+@after_task_publish.connect
+def _published(sender: str | None = None, headers: Any = None, **kwargs: Any) -> None:
+    report("published", task=sender, task_id=(headers or {}).get("id"))

@@ -289,23 +289,34 @@ def empty_queue(celery_queue: str) -> str:
     return celery_queue
 
 
+#: Settings a worker takes from its test, besides CLOUDMAILS.
+WORKER_SETTINGS = (
+    "MAILERS",
+    "CELERY_WORKER_PREFETCH_MULTIPLIER",
+    "CELERY_BROKER_TRANSPORT_OPTIONS",
+)
+
+
 @pytest.fixture
 def celery_workers(
     transactional_db: None, empty_queue: str, tmp_path: Path, settings: Any
 ) -> Iterator[Any]:
     """``celery_workers.start(n)`` starts ``n`` real worker processes, each with the test's
-    settings at that moment (CLOUDMAILS, MAILERS), and returns once they consume;
-    ``celery_workers.finished(k)`` waits for ``k`` more ``send_deliveries`` tasks to end
-    and returns their reports. ``worker.kill()`` is a SIGKILL. Every worker is stopped
-    at the end of the test, before its data is flushed."""
+    settings at that moment (CLOUDMAILS and :data:`WORKER_SETTINGS`), and returns once
+    they consume; ``celery_workers.finished(k)`` waits for ``k`` more ``send_deliveries``
+    runs to end and returns their reports; ``celery_workers.settle()`` waits until every
+    task published during the test has run to its end, retries included.
+    ``worker.kill()`` is a SIGKILL. Every worker is stopped at the end of the test,
+    before its data is flushed."""
     from django.db import connection
 
     from tests.workers import WorkerPool
 
     def current() -> dict[str, Any]:
         values = {"CLOUDMAILS": settings.CLOUDMAILS}
-        if hasattr(settings, "MAILERS"):
-            values["MAILERS"] = settings.MAILERS
+        for name in WORKER_SETTINGS:
+            if hasattr(settings, name):
+                values[name] = getattr(settings, name)
         return values
 
     pool = WorkerPool(tmp_path, str(connection.settings_dict["NAME"]), current)
@@ -313,6 +324,105 @@ def celery_workers(
         yield pool
     finally:
         pool.stop()
+
+
+@pytest.fixture
+def written(
+    monkeypatch: pytest.MonkeyPatch, cloudmails_settings: dict[str, Any]
+) -> list[list[str]]:
+    """The id lists CeleryEmailBackend would enqueue, kept here instead (a test enqueues
+    them itself, or not at all: a task the broker lost)."""
+    from django_cloudmails import backends
+
+    kept: list[list[str]] = []
+    monkeypatch.setattr(backends, "_enqueue", kept.extend)
+    return kept
+
+
+def forgets_fetched_tasks() -> bool:
+    """Whether the run's broker deletes a message when a worker fetches it (kombu's
+    filesystem transport): a worker killed with SIGKILL takes its tasks with it. Redis
+    and RabbitMQ deliver an unacknowledged message again."""
+    from django.conf import settings
+
+    return str(settings.CELERY_BROKER_URL).startswith("filesystem")
+
+
+@pytest.fixture
+def quick_redelivery(settings: Any) -> None:
+    """Workers started from now on give a killed worker's unacknowledged messages back
+    to the queue within seconds (Redis waits for a visibility timeout, swept every
+    100 s by default; RabbitMQ does it when the connection drops; the filesystem
+    transport never)."""
+    if str(settings.CELERY_BROKER_URL).startswith("redis"):
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+            **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+            "visibility_timeout": 3,
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+        }
+
+
+class RequestGate:
+    """Holds the ``number``-th API request the sandbox receives until :meth:`release`:
+    a request in flight for as long as a test needs (to kill its sender, say). It is
+    then answered as any other (faults included)."""
+
+    def __init__(self, sandbox: Any, number: int) -> None:
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+        self._seen = 0
+        draw = sandbox.faults.draw
+
+        def gated() -> Any:
+            with self._lock:
+                self._seen += 1
+                held = self._seen == number
+            if held:
+                self.arrived.set()
+                self._released.wait(120)
+            return draw()
+
+        sandbox.faults.draw = gated
+
+    def release(self) -> None:
+        self._released.set()
+
+
+@pytest.fixture
+def request_gate(sandbox: Any) -> Iterator[Callable[[int], RequestGate]]:
+    """``request_gate(n)`` holds the sandbox's ``n``-th API request (see
+    :class:`RequestGate`); released at the end of the test whatever happened."""
+    gates: list[RequestGate] = []
+
+    def make(number: int) -> RequestGate:
+        gates.append(RequestGate(sandbox, number))
+        return gates[-1]
+
+    yield make
+    for gate in gates:
+        gate.release()
+
+
+@pytest.fixture
+def prefetching_worker(
+    celery_workers: Any, request_gate: Any, settings: Any, quick_redelivery: None
+) -> Callable[[int], tuple[Any, RequestGate]]:
+    """``prefetching_worker(n)`` holds the sandbox's ``n``-th API request in flight and
+    starts a worker that prefetches tasks while it sends (four for its one thread): the
+    scene for a SIGKILL in the middle of a batch (see ``celery_workers.kill_in_flight``).
+    Returns the worker and the gate. Workers started later give a killed worker's
+    unacknowledged tasks back quickly."""
+
+    def start(number: int) -> tuple[Any, RequestGate]:
+        gate = request_gate(number)
+        settings.CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+        (worker,) = celery_workers.start()
+        settings.CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+        return worker, gate
+
+    return start
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import django
 
-from django_cloudmails.brokers import filesystem_transport_options
+from django_cloudmails.brokers import FILESYSTEM_TRANSPORT, filesystem_transport_options
 from tests.database import is_postgresql, postgresql
 
 #: One id per test run, inherited by its worker processes: their queue, their folder.
@@ -115,6 +115,7 @@ CLOUDMAILS = {
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 60}
 if CELERY_BROKER_URL == "filesystem://" and RUNNING:
+    CELERY_BROKER_TRANSPORT = FILESYSTEM_TRANSPORT
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(
         RUN_DIR / "broker", polling_interval=0.05
     )

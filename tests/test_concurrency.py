@@ -24,6 +24,7 @@ from django_cloudmails import pg_ingest, recording
 from django_cloudmails.models import Delivery, DeliveryEvent
 from django_cloudmails.recording import apply_orphan_events
 from django_cloudmails.webhooks import parse_event
+from tests.threads import run_threads
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -46,30 +47,6 @@ def open_event(number: int, message_id: str = "msg_1") -> dict[str, Any]:
         "timestamp": moment.isoformat().replace("+00:00", "Z"),
         "recipient": "someone@example.com",
     }
-
-
-def run_threads(work: Callable[[int], Any], count: int = THREADS) -> list[Any]:
-    """Run ``work(i)`` in ``count`` threads released together; each closes its connection."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def target(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = work(index)
-        except BaseException as err:  # reported below, in the test's thread
-            errors.append(err)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
 
 
 def post(client: Client, body: Any, webhook_id: str | None = None) -> dict[str, Any]:
@@ -102,7 +79,7 @@ def test_concurrent_opens_are_all_counted() -> None:
             number = index * per_thread + n
             post(client, open_event(number), f"evt_{number}")
 
-    run_threads(work)
+    run_threads(work, THREADS)
     delivery.refresh_from_db()
     total = THREADS * per_thread
     assert delivery.opens == total
@@ -112,7 +89,7 @@ def test_concurrent_opens_are_all_counted() -> None:
 
 def test_concurrent_duplicates_are_counted_once() -> None:
     delivery = make_delivery()
-    results = run_threads(lambda index: post(Client(), open_event(0), "evt_same"))
+    results = run_threads(lambda index: post(Client(), open_event(0), "evt_same"), THREADS)
     assert sum(result["new"] for result in results) == 1
     delivery.refresh_from_db()
     assert delivery.opens == 1
@@ -127,7 +104,7 @@ def test_overlapping_lists_from_several_threads_count_each_event_once() -> None:
         rotated = events[index:] + events[:index]
         return int(post(Client(), rotated)["new"])
 
-    assert sum(run_threads(work)) == 30
+    assert sum(run_threads(work, THREADS)) == 30
     delivery.refresh_from_db()
     assert delivery.opens == 30
 

@@ -9,7 +9,7 @@ import pytest
 from django.core.mail import EmailMessage
 
 from django_cloudmails import pacing
-from django_cloudmails.backends import CeleryEmailBackend, new_client
+from django_cloudmails.backends import CeleryEmailBackend
 from django_cloudmails.conf import CloudMailsSettings
 from django_cloudmails.exceptions import CloudMailsRateLimited
 from django_cloudmails.models import Delivery
@@ -122,7 +122,7 @@ def test_a_429_holds_the_pace_for_its_retry_after(
     conf = CloudMailsSettings({**cloudmails_settings, "RETRY_MAX_BACKOFF": 30})
     retry = PacedRetry(attempts=1, pace=Pace(None), max_backoff=30)
 
-    with new_client(conf, retry=retry) as client, pytest.raises(CloudMailsRateLimited):
+    with conf.client(retry) as client, pytest.raises(CloudMailsRateLimited):
         client.send({"to": "a@example.com", "from": "x@shop.example", "subject": "s", "html": "h"})
 
     assert 15 < Pace(None)._wait() <= 20
@@ -167,7 +167,7 @@ def test_a_429_to_one_worker_holds_every_worker_for_its_retry_after(
     send_in_parallel(2, 60)  # 30 requests of 2 messages each, in two tasks
     celery_workers.events.wait(lambda event: event["event"] == "started", 2)  # both sending
     sandbox.faults.throttle_next(1, retry_after=2)
-    celery_workers.finished(2)
+    celery_workers.settle()  # the throttled task retries its rows after the Retry-After
 
     (throttled,) = [r.received_at for r in sandbox.requests if r.status == 429]
     after = [at for at, _ in messages_per_request(sandbox) if at > throttled]

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.mail import EmailMessage
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 
-from django_cloudmails import outbox, recovery
+from django_cloudmails import claims, outbox
 from django_cloudmails.backends import EmailBackend
 from django_cloudmails.models import Delivery
 from django_cloudmails.payloads import build_api_messages
@@ -21,6 +19,7 @@ from django_cloudmails.recording import record_event
 from django_cloudmails.recovery import recover, retry
 from django_cloudmails.webhooks import parse_event
 from tests.factories import event_body
+from tests.threads import run_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -185,7 +184,7 @@ def test_a_refused_resend_keeps_the_row_unknown_and_counts_the_try(
 
 
 def expire_the_claim(row: Delivery) -> None:
-    past = timezone.now() - timedelta(seconds=recovery.CLAIM_LEASE + 1)
+    past = timezone.now() - timedelta(seconds=claims.LEASE + 1)
     Delivery.objects.filter(pk=row.pk).update(attempt_started_at=past)
 
 
@@ -269,25 +268,8 @@ def test_two_runs_at_once_send_each_request_once(sandbox: Any) -> None:
     sandbox.faults.script(*["lose"] * 3, *["drop"] * 3, *["lose"] * 3)
     batch, single, third = send(3), send(), send(2)
     requests_before = len(posts(sandbox))
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
+    run_threads(lambda index: recover(older_than=0), 2)
 
-    def run() -> None:
-        try:
-            barrier.wait()
-            recover(older_than=0)
-        except BaseException as err:
-            errors.append(err)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-
-    assert not errors
     resent_keys = [r.headers["idempotency-key"] for r in posts(sandbox)[requests_before:]]
     assert sorted(resent_keys) == sorted(
         {row.idempotency_key for row in fresh([*batch, *single, *third])}

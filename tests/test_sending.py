@@ -1,133 +1,24 @@
-"""Sending from a worker: claims, requests as the caller made them, reports, lost tasks."""
+"""Sending from a worker: requests as the caller made them, retries, reports, lost tasks."""
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.core.mail import EmailMessage
-from django.db import connection
 from django.utils import timezone
 
-from django_cloudmails import backends, sending, tasks
-from django_cloudmails.backends import CeleryEmailBackend
+from django_cloudmails import claims, sending, tasks
+from django_cloudmails.exceptions import CloudMailsConfigurationError
 from django_cloudmails.models import Delivery
+from django_cloudmails.pacing import Pace
+from django_cloudmails.recovery import recover
+from tests.writing import accepted_per_delivery, ids, send_requests, write
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def written(monkeypatch: Any, cloudmails_settings: dict[str, Any]) -> list[list[str]]:
-    """The id lists CeleryEmailBackend would enqueue, kept here instead."""
-    kept: list[list[str]] = []
-    monkeypatch.setattr(backends, "_enqueue", kept.extend)
-    return kept
-
-
-def write(count: int, *, subject: str = "Hi") -> list[Delivery]:
-    """``count`` one-recipient emails written through CeleryEmailBackend; their rows."""
-    emails = [EmailMessage(subject, "Body", None, [f"u{i}@example.com"]) for i in range(count)]
-    CeleryEmailBackend().send_messages(emails)
-    return [row for email in emails for row in email.cloudmails_deliveries]  # type: ignore[attr-defined]
-
-
-def ids(rows: list[Delivery]) -> list[str]:
-    return [str(row.pk) for row in rows]
-
-
-def send_requests(sandbox: Any) -> list[Any]:
-    return [r for r in sandbox.requests if r.method == "POST" and "/send" in r.path]
-
-
-# Claims (in this process, no worker).
-
-
-def test_a_claim_stamps_the_rows_and_a_second_claim_gets_none(written: Any) -> None:
-    rows = write(3)
-
-    first = sending.claim(ids(rows))
-    second = sending.claim(ids(rows))
-
-    assert sorted(row.pk for row in first.rows) == sorted(row.pk for row in rows)
-    assert list(second.rows) == []
-    stamps = set(Delivery.objects.values_list("attempt_started_at", flat=True))
-    assert stamps == {first.at}
-
-
-def test_a_claim_takes_every_row_of_the_requests_of_the_ids_given(written: Any) -> None:
-    rows = write(4)
-
-    claimed = sending.claim([str(rows[2].pk)])
-
-    (request,) = claimed.requests
-    assert request[0].pk == rows[2].pk
-    assert {row.pk for row in request} == {row.pk for row in rows}
-
-
-def test_a_claim_keeps_the_order_of_the_ids_given(written: Any, settings: Any) -> None:
-    settings.CLOUDMAILS = {**settings.CLOUDMAILS, "BATCH_SIZE": 2}
-    rows = write(4)
-
-    claimed = sending.claim(list(reversed(ids(rows))))
-
-    assert [[row.to_email for row in request] for request in claimed.requests] == [
-        ["u3@example.com", "u2@example.com"],
-        ["u1@example.com", "u0@example.com"],
-    ]
-
-
-def test_a_claim_skips_rows_not_queued_or_claimed_already(written: Any) -> None:
-    rows = write(1, subject="Sent") + write(1, subject="Claimed") + write(1)
-    Delivery.objects.filter(subject="Sent").update(status="sent")
-    Delivery.objects.filter(subject="Claimed").update(attempt_started_at=timezone.now())
-
-    claimed = sending.claim(ids(rows))
-
-    assert [row.subject for row in claimed.rows] == ["Hi"]
-
-
-def test_rows_without_an_idempotency_key_are_never_claimed(written: Any) -> None:
-    row = Delivery.objects.create(status="queued", to_email="a@example.com", payload={})
-
-    assert list(sending.claim([str(row.pk)]).rows) == []
-
-
-def test_concurrent_claims_share_out_whole_requests_once_each(written: Any, settings: Any) -> None:
-    settings.CLOUDMAILS = {**settings.CLOUDMAILS, "BATCH_SIZE": 3}
-    rows = write(30)
-    given = ids(rows)
-    barrier = threading.Barrier(6)
-    claims: list[sending.Claim] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            barrier.wait()
-            claims.append(sending.claim(given))
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
-    taken = Counter(row.pk for claim in claims for row in claim.rows)
-    assert set(taken) == {row.pk for row in rows}
-    assert set(taken.values()) == {1}
-    keys = Counter(row.idempotency_key for row in rows)
-    for claim in claims:
-        for request in claim.requests:
-            assert len(request) == keys[request[0].idempotency_key]
 
 
 # Sending (the engine-free function, in this process).
@@ -168,7 +59,7 @@ def test_a_configuration_error_raises_before_anything_is_claimed(
     monkeypatch.delenv("CLOUDMAILS_API_KEY", raising=False)
     settings.CLOUDMAILS = {**settings.CLOUDMAILS, "API_KEY": ""}
 
-    with pytest.raises(backends.CloudMailsConfigurationError):
+    with pytest.raises(CloudMailsConfigurationError):
         sending.send_deliveries(ids(rows))
     assert set(Delivery.objects.values_list("attempt_started_at", flat=True)) == {None}
 
@@ -197,6 +88,118 @@ def test_unclaimed_rows_older_than_recover_after_are_handed_back_in_tasks(
     assert sorted(i for task in handed for i in task) == sorted(ids(old))
 
 
+# Retries handed back to the caller (a Celery retry), in this process.
+
+
+@pytest.fixture
+def retries(written: Any, settings: Any) -> dict[str, Any]:
+    """CLOUDMAILS for retries the tests can time: 3 attempts, backoff 0.5 s at first."""
+    settings.CLOUDMAILS = {
+        **settings.CLOUDMAILS,
+        "RETRY_ATTEMPTS": 3,
+        "RETRY_BACKOFF": 0.5,
+        "RETRY_MAX_BACKOFF": 5.0,
+    }
+    return settings.CLOUDMAILS  # type: ignore[no-any-return]
+
+
+def test_a_5xx_hands_the_rows_back_still_queued_and_claimed(retries: Any, sandbox: Any) -> None:
+    rows = write(2)
+    sandbox.faults.fail_next(1, status=503)
+
+    report = sending.send_deliveries(ids(rows))
+
+    assert sorted(report.retry_ids) == sorted(ids(rows))
+    assert 0 <= report.retry_in <= 0.5  # the first backoff, with full jitter
+    assert (report.sent, report.failed, report.unknown) == (0, 0, 0)
+    stored = list(Delivery.objects.all())
+    assert {(r.status, r.error_code, r.attempts) for r in stored} == {("queued", "503", 1)}
+    assert {r.attempt_started_at.isoformat() for r in stored} == {report.claimed_at}  # type: ignore[union-attr]
+    assert report.summary().endswith(f"; 2 to retry in {report.retry_in:.2f} s")
+
+
+def test_a_429_is_retried_after_its_retry_after_and_holds_every_sender(
+    retries: Any, sandbox: Any
+) -> None:
+    rows = write(1)
+    sandbox.faults.throttle_next(1, retry_after=3)
+
+    report = sending.send_deliveries(ids(rows))
+
+    assert report.retry_ids == ids(rows)
+    assert report.retry_in == 3.0
+    assert 2.0 < Pace(None)._wait() <= 3.0
+
+
+def test_a_refusal_hands_back_the_requests_not_tried_yet(
+    retries: dict[str, Any], sandbox: Any
+) -> None:
+    retries["BATCH_SIZE"] = 2
+    rows = write(4)
+    (task,) = sending.task_ids(claims.claim(ids(rows)).requests, 4)
+    Delivery.objects.update(attempt_started_at=None)  # as written
+    sandbox.faults.fail_next(1, status=500)
+
+    report = sending.send_deliveries(task)
+
+    assert len(send_requests(sandbox)) == 1
+    assert sorted(report.retry_ids) == sorted(ids(rows))
+    assert report.requests == 1
+
+
+def test_a_retry_owning_the_claim_sends_the_rows(retries: Any, sandbox: Any) -> None:
+    rows = write(2)
+    sandbox.faults.fail_next(1, status=500)
+    first = sending.send_deliveries(ids(rows))
+
+    retry = sending.send_deliveries(
+        first.retry_ids, claimed_at=datetime.fromisoformat(first.claimed_at), attempt=2
+    )
+
+    assert (retry.claimed, retry.sent, retry.retry_ids) == (2, 2, [])
+    assert {(r.status, r.attempts) for r in Delivery.objects.all()} == {("sent", 2)}
+    assert accepted_per_delivery(sandbox) == Counter(ids(rows))
+
+
+def test_when_retries_run_out_a_refused_row_fails(retries: Any, sandbox: Any) -> None:
+    rows = write(2)
+    sandbox.faults.fail_next(1, status=500)
+
+    report = sending.send_deliveries(ids(rows), attempt=3)
+
+    assert (report.failed, report.retry_ids) == (2, [])
+    assert {(r.status, r.error_code) for r in Delivery.objects.all()} == {("failed", "500")}
+
+
+@pytest.mark.parametrize("fault", ["drop", "lose"])
+def test_an_attempt_that_may_have_reached_the_api_is_left_to_recovery(
+    retries: Any, sandbox: Any, fault: str
+) -> None:
+    rows = write(2)
+    sandbox.faults.script(fault)
+
+    report = sending.send_deliveries(ids(rows))
+
+    assert (report.unknown, report.retry_ids) == (2, [])
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"unknown"}
+
+
+def test_a_retry_sends_nothing_recovery_took_over(retries: Any, sandbox: Any) -> None:
+    rows = write(2)
+    sandbox.faults.fail_next(1, status=500)
+    first = sending.send_deliveries(ids(rows))
+    assert recover(older_than=0).accepted == 2
+    requests_before = len(send_requests(sandbox))
+
+    retry = sending.send_deliveries(
+        first.retry_ids, claimed_at=datetime.fromisoformat(first.claimed_at), attempt=2
+    )
+
+    assert (retry.claimed, retry.requests) == (0, 0)
+    assert len(send_requests(sandbox)) == requests_before
+    assert accepted_per_delivery(sandbox) == Counter(ids(rows))
+
+
 # With real worker processes.
 
 
@@ -216,8 +219,7 @@ def test_two_workers_given_the_same_ids_at_once_send_each_row_once(
     assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
     keys = Counter(r.headers["idempotency-key"] for r in send_requests(sandbox))
     assert set(keys.values()) == {1}  # no request twice, not even one the API would dedupe
-    carried = Counter(m.payload["custom_args"]["cloudmails_delivery_id"] for m in sandbox.messages)
-    assert carried == Counter(ids(rows))
+    assert accepted_per_delivery(sandbox) == Counter(ids(rows))
 
 
 @pytest.mark.celery
@@ -255,28 +257,6 @@ def test_rows_whose_task_was_lost_are_sent_once_handed_back(
     assert len(sandbox.messages) == len(rows)
 
 
-def test_a_retry_renews_only_the_claim_it_owns(written: Any) -> None:
-    rows = write(3)
-    first = sending.claim(ids(rows))
-
-    stranger = sending.claim(ids(rows), owned_at=first.at - timedelta(microseconds=1))
-    renewed = sending.claim(ids(rows), owned_at=first.at)
-    stale = sending.claim(ids(rows), owned_at=first.at)
-
-    assert list(stranger.rows) == []
-    assert sorted(row.pk for row in renewed.rows) == sorted(row.pk for row in rows)
-    assert renewed.at > first.at
-    assert list(stale.rows) == []
-
-
-def test_a_claim_taken_over_by_recovery_is_not_renewed(written: Any) -> None:
-    rows = write(2)
-    first = sending.claim(ids(rows))
-    Delivery.objects.update(attempt_started_at=timezone.now())  # recovery claimed them
-
-    assert list(sending.claim(ids(rows), owned_at=first.at).rows) == []
-
-
 def test_a_run_reports_the_time_of_its_claim_for_a_retry(written: Any, sandbox: Any) -> None:
     rows = write(1)
 
@@ -292,7 +272,7 @@ def test_a_task_given_its_claim_time_sends_the_rows_it_owns(
     written: list[list[str]], sandbox: Any, celery_workers: Any
 ) -> None:
     rows = write(2)
-    owned = sending.claim(ids(rows))  # as a first run would, before a retry
+    owned = claims.claim(ids(rows))  # as a first run would, before a retry
     celery_workers.start()
 
     tasks.send_deliveries.delay(ids(rows), claimed_at=owned.at.isoformat())
@@ -317,3 +297,56 @@ def test_a_worker_killed_with_sigkill_is_replaced_by_a_new_one(
     assert first.process.returncode == -9
     assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
     assert len(rows) == len(sandbox.messages)
+
+
+def runs_of_send_deliveries(celery_workers: Any) -> list[dict[str, Any]]:
+    return [
+        event
+        for event in celery_workers.events.history
+        if event["event"] == "finished" and event["task"] == "cloudmails.send_deliveries"
+    ]
+
+
+@pytest.mark.celery
+def test_a_worker_retries_refused_rows_itself_until_the_api_accepts_them(
+    written: list[list[str]], retries: dict[str, Any], sandbox: Any, celery_workers: Any
+) -> None:
+    retries.update(RETRY_BACKOFF=0.05, RETRY_MAX_BACKOFF=2.0)
+    rows = write(2)
+    sandbox.faults.script(503, 429, "ok")  # the 429 says Retry-After: 1
+    celery_workers.start()
+
+    tasks.enqueue_sends(written)
+    celery_workers.settle()
+
+    runs = runs_of_send_deliveries(celery_workers)
+    assert [run["state"] for run in runs] == ["RETRY", "RETRY", "SUCCESS"]
+    assert len({run["task_id"] for run in runs}) == 1  # the same task, retried
+    requests = send_requests(sandbox)
+    assert [r.status for r in requests] == [503, 429, 202]
+    assert {r.headers["idempotency-key"] for r in requests} == {rows[0].idempotency_key}
+    assert requests[2].received_at - requests[1].received_at > 0.95  # after Retry-After
+    assert {(r.status, r.attempts) for r in Delivery.objects.all()} == {("sent", 3)}
+    assert accepted_per_delivery(sandbox) == Counter(ids(rows))
+
+
+@pytest.mark.celery
+def test_a_worker_fails_the_rows_when_retries_run_out(
+    written: list[list[str]], retries: dict[str, Any], sandbox: Any, celery_workers: Any
+) -> None:
+    retries.update(RETRY_ATTEMPTS=2, RETRY_BACKOFF=0.05)
+    write(2)
+    sandbox.faults.script(500, 502)
+    celery_workers.start()
+
+    tasks.enqueue_sends(written)
+    celery_workers.settle()
+
+    assert [run["state"] for run in runs_of_send_deliveries(celery_workers)] == [
+        "RETRY",
+        "SUCCESS",
+    ]
+    assert {(r.status, r.error_code, r.attempts) for r in Delivery.objects.all()} == {
+        ("failed", "502", 2)
+    }
+    assert sandbox.messages == []

@@ -1,6 +1,9 @@
 """Fault injection: the ways a real API misbehaves, as switches tests can flip.
 
-Rates are random (seeded by the sandbox's ``seed``); the ``*_next`` switches are
+Rates are random (seeded by the sandbox's ``seed``): each is the share of API requests
+that meet its fault, decided by one draw per request (``drop_rate``, ``error_rate``,
+``throttle_rate``, ``lose_response_rate``, in that order, share the unit interval; where
+they add up to more than 1, the later ones get what is left). The ``*_next`` switches are
 deterministic one-shots, which is what most tests want, and :meth:`Faults.script` a
 deterministic sequence consumed one step per API request, before any other switch.
 ``ignore_idempotency`` makes the sandbox act like an API without ``Idempotency-Key``
@@ -19,6 +22,8 @@ from typing import Any
 SETTABLE = (
     "error_rate",
     "error_status",
+    "throttle_rate",
+    "retry_after",
     "latency",
     "drop_rate",
     "lose_response_rate",
@@ -50,6 +55,9 @@ class Faults:
     def __init__(self, seed: int | None = None) -> None:
         self.error_rate = 0.0
         self.error_status = 500
+        #: Share of requests answered 429 with ``Retry-After: retry_after`` (seconds).
+        self.throttle_rate = 0.0
+        self.retry_after = 1
         self.latency = 0.0
         self.drop_rate = 0.0
         self.lose_response_rate = 0.0
@@ -108,11 +116,14 @@ class Faults:
             self._drop = self._lose = 0
             self._script.clear()
         self.error_rate = self.drop_rate = self.lose_response_rate = 0.0
+        self.throttle_rate = 0.0
+        self.retry_after = 1
         self.latency = 0.0
         self.error_status = 500
         self.duplicate_webhooks = self.shuffle_webhooks = False
         self.webhook_batch = 1
         self.webhook_drop_rate = 0.0
+        self.ignore_idempotency = False
 
     def drop_webhook(self) -> bool:
         """Whether the next webhook event is lost for good (``webhook_drop_rate``)."""
@@ -121,7 +132,6 @@ class Faults:
             return False
         with self._lock:
             return self._webhook_random.random() < rate
-        self.ignore_idempotency = False
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply a JSON object of fault fields (and ``*_next`` counts)."""
@@ -178,14 +188,29 @@ class Faults:
                 self._lose -= 1
                 injection.action = "lose"
         if injection.action is None:
-            chance = self.random.random
-            if self.drop_rate and chance() < self.drop_rate:
-                injection.action = "drop"
-            elif self.error_rate and chance() < self.error_rate:
-                injection.action, injection.status = "fail", self.error_status
-            elif self.lose_response_rate and chance() < self.lose_response_rate:
-                injection.action = "lose"
+            _by_rate(injection, self)
         return injection
+
+
+def _by_rate(injection: Injection, faults: Faults) -> None:
+    """Set ``injection`` by one draw against the rates, which share the unit interval."""
+    rates = (
+        (faults.drop_rate, "drop"),
+        (faults.error_rate, "fail"),
+        (faults.throttle_rate, "throttle"),
+        (faults.lose_response_rate, "lose"),
+    )
+    if not any(rate for rate, _ in rates):
+        return
+    draw = faults.random.random()
+    bound = 0.0
+    for rate, action in rates:
+        bound += rate
+        if draw < bound:
+            injection.action = action
+            injection.status = faults.error_status
+            injection.retry_after = faults.retry_after
+            return
 
 
 def _scripted(injection: Injection, step: str | int) -> None:

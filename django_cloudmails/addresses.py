@@ -65,7 +65,9 @@ def parse_address(value: object, *, field: str, encoding: str = "utf-8") -> Pars
     text = force_str(value)
     try:
         return _parse(text, encoding)
-    except ValueError as error:  # UnicodeError (IDNA) included
+    # UnicodeError (IDNA) is a ValueError; the standard library's header parser raises
+    # HeaderParseError, and on some Python releases (3.12.1) IndexError for ``ann@``.
+    except (ValueError, errors.HeaderParseError, IndexError) as error:
         raise CloudMailsInvalidAddress(
             f"{field}: {text!r} is not a valid email address ({error}).", field=field
         ) from error

@@ -40,6 +40,13 @@ def make_row(age: timedelta, **fields: Any) -> Delivery:
     return row
 
 
+def into_slot(age: timedelta, seconds: int) -> timedelta:
+    """The age of a row ``seconds`` into the slot that holds ``NOW - age``, so that rows
+    meant to share a slot do whatever the clock says when the tests run."""
+    start = int((NOW - age).timestamp()) // rollup.SLOT_SECONDS * rollup.SLOT_SECONDS
+    return NOW - datetime.fromtimestamp(start + seconds, tz=NOW.tzinfo)
+
+
 def truth(
     period: rollup.Period = PERIOD,
 ) -> tuple[dict[int, dict[str, int]], Tally[str], Tally[str]]:
@@ -77,8 +84,8 @@ def assert_exact(period: rollup.Period = PERIOD) -> None:
 
 @pytest.mark.django_db
 def test_each_row_counts_in_the_slot_of_its_creation() -> None:
-    make_row(timedelta(hours=30), status=lifecycle.DELIVERED, first_opened_at=NOW)
-    make_row(timedelta(hours=30, minutes=1), status=lifecycle.BOUNCED)
+    make_row(into_slot(timedelta(hours=30), 60), status=lifecycle.DELIVERED, first_opened_at=NOW)
+    make_row(into_slot(timedelta(hours=30), 120), status=lifecycle.BOUNCED)
     make_row(timedelta(hours=2), status=lifecycle.UNKNOWN, sent_at=None)
     make_row(timedelta(minutes=1), status=lifecycle.DELIVERED, complained_at=NOW)
 
@@ -394,3 +401,28 @@ def test_the_rollup_command_rolls_up_and_says_how_far() -> None:
 @pytest.mark.django_db
 def test_the_rollup_command_says_when_the_table_is_counted_live() -> None:
     assert "No rollup on this database: the dashboard counts the table." in rollup_command()
+
+
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_task_rolls_up_on_a_worker(celery_workers: Any) -> None:
+    from django_cloudmails import tasks
+
+    make_row(timedelta(hours=2), status=lifecycle.DELIVERED)
+    celery_workers.start()
+
+    tasks.materialize_rollup.delay()
+
+    (done,) = celery_workers.events.wait(
+        lambda event: (
+            event["event"] == "finished" and event["task"] == tasks.materialize_rollup.name
+        )
+    )
+    assert done["state"] == "SUCCESS"
+    if ON_POSTGRESQL:
+        assert done["result"] == rollup.current_watermark() is not None
+        assert DeliveryRollup.objects.exists()
+        assert_exact()
+    else:  # nothing kept: the dashboard counts the table
+        assert done["result"] is None
+        assert not RollupState.objects.exists()

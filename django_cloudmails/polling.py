@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,6 +83,9 @@ class PollReport:
     rate_limited: bool = False
     #: Seconds the API asked to wait before the next run (with ``rate_limited``).
     retry_after: float | None = None
+    #: From :func:`refresh`, each row asked about by primary key: None when the API gave
+    #: its status, else the error it answered with. Rows not in it were not asked.
+    answers: dict[Any, CloudMailsError | None] = field(default_factory=dict)
 
 
 def poll(*, limit: int | None = None, ignore_schedule: bool = False) -> PollReport:
@@ -109,7 +112,8 @@ def poll(*, limit: int | None = None, ignore_schedule: bool = False) -> PollRepo
         )
     rows = Delivery.objects.using(using).filter(wanted).order_by("created_at")
     found = rows.values_list(*_FIELDS)
-    return _poll([_Row(*values) for values in (found if limit is None else found[:limit])])
+    rows = [_Row(*values) for values in (found if limit is None else found[:limit])]
+    return _poll(rows, PollReport(), detailed=False)
 
 
 def refresh(deliveries: Iterable[Delivery | Any]) -> PollReport:
@@ -122,7 +126,7 @@ def refresh(deliveries: Iterable[Delivery | Any]) -> PollReport:
             pk__in=pks[start : start + ROWS_PER_STATEMENT], message_id__isnull=False
         )
         rows.extend(_Row(*values) for values in chunk.order_by("created_at").values_list(*_FIELDS))
-    report = _poll(rows)
+    report = _poll(rows, PollReport(), detailed=True)
     report.skipped = len(pks) - len(rows)
     return report
 
@@ -131,13 +135,13 @@ def _db() -> str:
     return router.db_for_write(Delivery)
 
 
-def _poll(rows: Sequence[_Row]) -> PollReport:
-    report = PollReport()
+def _poll(rows: Sequence[_Row], report: PollReport, *, detailed: bool) -> PollReport:
+    """Ask about ``rows``; ``detailed`` fills ``report.answers`` (a few rows, not a run)."""
     by_alias: dict[str, list[_Row]] = {}
     for row in rows:
         by_alias.setdefault(row.alias, []).append(row)
     for alias, own in by_alias.items():
-        _Run(mailer_settings(alias), report).run(own)
+        _Run(mailer_settings(alias), report, detailed).run(own)
         if report.rate_limited:
             break
     return report
@@ -149,9 +153,10 @@ Answer = EmailStatus | CloudMailsError | None
 class _Run:
     """One alias's rows: requests in threads, answers written on this thread."""
 
-    def __init__(self, conf: CloudMailsSettings, report: PollReport) -> None:
+    def __init__(self, conf: CloudMailsSettings, report: PollReport, detailed: bool) -> None:
         self.conf = conf
         self.report = report
+        self.detailed = detailed
         self.stopped = threading.Event()
         self.local = threading.local()
         self.clients: list[CloudMailsClient] = []
@@ -213,6 +218,8 @@ class _Run:
                 report.retry_after = answer.retry_after
                 continue
             report.polled += 1
+            if self.detailed:
+                report.answers[row.pk] = answer if isinstance(answer, CloudMailsError) else None
             status = None
             if isinstance(answer, EmailStatus):
                 status = answer.status if answer.status in lifecycle.RANK else None

@@ -30,7 +30,7 @@ accepted (and produced no event before recovery ran) is sent twice: see the READ
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,20 @@ from .sending import send_claimed
 
 #: Rows one :func:`recover` run takes at most, unless told otherwise.
 DEFAULT_LIMIT = 10_000
+
+# What a run did with one row (``RecoveryReport.outcomes``).
+#: Settled by an event carrying its Delivery id.
+EVIDENCED = "evidenced"
+#: Resent, and the API accepted it (or had accepted it before): now ``sent``.
+ACCEPTED = "accepted"
+#: Resent, and still no usable answer (or refused now): still ``unknown``.
+STILL_UNKNOWN = "unknown"
+#: Resent and refused: its status is the refusal's (a row that was ``queued``).
+REFUSED = "refused"
+#: Left alone: another run claimed part of its request first.
+CONTENDED = "contended"
+#: Left alone: its request cannot be rebuilt (rows of it were deleted).
+UNREBUILDABLE = "unrebuildable"
 
 
 @dataclass
@@ -66,6 +80,9 @@ class RecoveryReport:
     contended: int = 0
     #: Requests that cannot be rebuilt (rows of them were deleted): not resent.
     unrebuildable: int = 0
+    #: What happened to each row the run took up, by primary key (:data:`EVIDENCED`,
+    #: :data:`ACCEPTED`...); rows that were not candidates are not in it.
+    outcomes: dict[Any, str] = field(default_factory=dict)
 
 
 def recover(*, older_than: float | None = None, limit: int | None = None) -> RecoveryReport:
@@ -100,22 +117,27 @@ def _db() -> str:
 
 def _recover(rows: Sequence[Delivery], cutoff: datetime, now: datetime) -> RecoveryReport:
     report = RecoveryReport()
+    outcomes = report.outcomes
     owned: list[list[Delivery]] = []
     held: set[Any] = set()
     for request in dispatch.requests_of(rows):
         whole = _whole_request(request)
         if whole is None:
             report.unrebuildable += len(request)
+            outcomes.update(dict.fromkeys((row.pk for row in request), UNREBUILDABLE))
             continue
         claimed = claims.take_over(whole, cutoff, now)
         if claimed is None:
             report.contended += len(request)
+            outcomes.update(dict.fromkeys((row.pk for row in request), CONTENDED))
             continue
         report.claimed += len(claimed)
         held.update(claimed)
         owned.append(whole)
     claim = claims.Claim(now, owned, held)
-    report.evidenced = _apply_evidence(held, now)
+    evidenced = _apply_evidence(held, now)
+    report.evidenced = len(evidenced)
+    outcomes.update(dict.fromkeys(evidenced, EVIDENCED))
     settled = set(
         Delivery.objects.using(_db())
         .filter(pk__in=held, message_id__isnull=False)
@@ -128,8 +150,17 @@ def _recover(rows: Sequence[Delivery], cutoff: datetime, now: datetime) -> Recov
         conf = mailer_settings(alias)
         send_claimed(claim, requests, conf, attempts=conf.retry_policy.attempts, resending=True)
     final = Delivery.objects.using(_db()).filter(pk__in=held - settled)
-    report.accepted = final.filter(message_id__isnull=False).count()
-    report.unknown = final.filter(status=lifecycle.UNKNOWN).count()
+    for chunk in statement_chunks(sorted(held - settled)):
+        rows_now = final.filter(pk__in=chunk).values_list("pk", "message_id", "status")
+        for pk, message_id, status in rows_now:
+            if message_id is not None:
+                report.accepted += 1
+                outcomes[pk] = ACCEPTED
+            elif status == lifecycle.UNKNOWN:
+                report.unknown += 1
+                outcomes[pk] = STILL_UNKNOWN
+            else:
+                outcomes[pk] = REFUSED
     return report
 
 
@@ -158,10 +189,10 @@ def _matches(key: str, rows: Sequence[Delivery]) -> bool:
     return key == identity.request_key(ids, batch=identity.is_batch_key(key))
 
 
-def _apply_evidence(pks: set[Any], now: datetime) -> int:
-    """Settle rows from events carrying their Delivery id; returns how many."""
+def _apply_evidence(pks: set[Any], now: datetime) -> set[Any]:
+    """Settle rows from events carrying their Delivery id; returns theirs."""
     if not pks:
-        return 0
+        return set()
     using = _db()
     found: dict[Any, str] = {}
     for chunk in statement_chunks(sorted(pks)):
@@ -170,10 +201,10 @@ def _apply_evidence(pks: set[Any], now: datetime) -> int:
         )
         for ref, owner, message_id in events.values_list("delivery_ref", "delivery", "message_id"):
             found.setdefault(owner or ref, message_id)
-    settled = 0
+    settled = set()
     for pk, message_id in found.items():
         if pk in pks and orphans.learn_message_id(pk, message_id, using):
             updates.apply(pk, lifecycle.EVIDENCED, using=using, now=now)
-            settled += 1
+            settled.add(pk)
     orphans.apply_orphan_events(list(found.values()), using=using)
     return settled

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 from celery import Task, shared_task
 
 logger = logging.getLogger("django_cloudmails.tasks")
 
-#: Merged into ``CELERY_BEAT_SCHEDULE``: poll statuses every minute, recover every five.
-#: A run that no worker picked up in time expires rather than pile up behind the next.
+#: Merged into ``CELERY_BEAT_SCHEDULE``: poll statuses every minute, recover every five,
+#: roll the dashboard's counts up every five. A run that no worker picked up in time
+#: expires rather than pile up behind the next.
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "cloudmails-poll-statuses": {
         "task": "cloudmails.poll_statuses",
@@ -32,6 +34,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     "cloudmails-recover-deliveries": {
         "task": "cloudmails.recover_deliveries",
+        "schedule": 300.0,
+        "options": {"expires": 290.0},
+    },
+    "cloudmails-rollup": {
+        "task": "cloudmails.materialize_rollup",
         "schedule": 300.0,
         "options": {"expires": 290.0},
     },
@@ -73,27 +80,39 @@ def send_deliveries(
 @shared_task(name="cloudmails.poll_statuses", ignore_result=True)
 def poll_statuses() -> dict[str, Any]:
     """Ask the API for the status of rows not yet final (see ``polling.poll``)."""
-    from dataclasses import asdict
-
     from .polling import poll
 
-    return asdict(poll())
+    return _counts(poll())
 
 
 @shared_task(name="cloudmails.recover_deliveries", ignore_result=True)
 def recover_deliveries() -> dict[str, Any]:
     """Hand rows whose task was lost to a worker again, then settle rows whose outcome
     is unknown (see :func:`.sending.unclaimed_requests` and ``recovery.recover``)."""
-    from dataclasses import asdict
-
     from .recovery import recover
     from .sending import unclaimed_requests
 
     lost = unclaimed_requests()
     enqueue_sends(lost)
-    report = asdict(recover())
+    report = _counts(recover())
     report["requeued"] = sum(len(ids) for ids in lost)
     return report
+
+
+@shared_task(name="cloudmails.materialize_rollup", ignore_result=True)
+def materialize_rollup() -> int | None:
+    """Roll the closed 15-minute slots up for the dashboard (PostgreSQL; elsewhere the
+    dashboard counts the table and this does nothing). See ``rollup.materialize``."""
+    from .rollup import materialize
+
+    return materialize()
+
+
+def _counts(report: Any) -> dict[str, Any]:
+    """A run's report without its per-row details: a task's result goes through the
+    serializer, so it holds counts, whatever the number of rows (and no UUID keys)."""
+    values = ((field.name, getattr(report, field.name)) for field in fields(report))
+    return {name: value for name, value in values if not isinstance(value, dict)}
 
 
 def enqueue_sends(tasks: Sequence[Sequence[str]]) -> None:

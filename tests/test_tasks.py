@@ -25,6 +25,7 @@ def test_tasks_have_stable_names() -> None:
     assert tasks.send_deliveries.name == "cloudmails.send_deliveries"
     assert tasks.poll_statuses.name == "cloudmails.poll_statuses"
     assert tasks.recover_deliveries.name == "cloudmails.recover_deliveries"
+    assert tasks.materialize_rollup.name == "cloudmails.materialize_rollup"
 
 
 def test_sending_is_acknowledged_late_so_a_killed_workers_task_runs_again() -> None:
@@ -34,12 +35,13 @@ def test_sending_is_acknowledged_late_so_a_killed_workers_task_runs_again() -> N
     assert task.reject_on_worker_lost is True
 
 
-def test_the_beat_schedule_polls_every_minute_and_recovers_every_five() -> None:
+def test_the_beat_schedule_polls_every_minute_recovers_and_rolls_up_every_five() -> None:
     schedule = tasks.BEAT_SCHEDULE
 
     assert {entry["task"]: entry["schedule"] for entry in schedule.values()} == {
         "cloudmails.poll_statuses": 60.0,
         "cloudmails.recover_deliveries": 300.0,
+        "cloudmails.materialize_rollup": 300.0,
     }
     for entry in schedule.values():
         assert entry["task"] in app.tasks
@@ -135,6 +137,7 @@ def test_recover_deliveries_on_a_worker_settles_unknown_rows_and_sends_lost_task
 
     (result,) = celery_workers.results("cloudmails.recover_deliveries")
     assert (result["requeued"], result["claimed"], result["accepted"]) == (3, 2, 2)
+    assert "outcomes" not in result  # per-row details stay out of the broker's results
     assert statuses() == {"sent": 5}
     assert accepted_per_delivery(sandbox) == Counter(ids(answer_lost + task_lost))
 

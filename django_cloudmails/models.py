@@ -116,7 +116,11 @@ class Delivery(models.Model):
                 fields=["batch_id"], condition=~models.Q(batch_id=""), name="cloudmails_batch_idx"
             ),
         ]
-        permissions = [("resend_delivery", _("Can resend deliveries"))]
+        permissions = [
+            ("resend_delivery", _("Can resend deliveries")),
+            ("refresh_delivery", _("Can refresh delivery status from the API")),
+            ("retry_delivery", _("Can retry deliveries whose outcome is unknown")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.subject!r} to {self.to_email} ({self.status})"

@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.core.mail import EmailMessage
 from django.db import connections
 
+from django_cloudmails.backends import EmailBackend
 from django_cloudmails.models import Delivery
 from django_cloudmails.sandbox import Sandbox
 
@@ -62,9 +64,32 @@ class Browser:
     def go(self, path: str) -> None:
         self.page.goto(self.base + path)
 
+    def row_action(self, name: str, pk: Any, question: str, *, shot: str = "") -> str:
+        """On a delivery's page: click the action's button, find ``question`` on the
+        confirmation page (a screenshot ``shot`` of it), confirm, and return the success
+        message shown on the delivery's page afterwards (its preview frame loaded)."""
+        page = self.page
+        page.wait_for_load_state("networkidle")  # the preview frame too: leaving aborts it
+        page.click(f"a.cm-action-{name}")
+        page.wait_for_url(f"**/admin/cloudmails/delivery/{pk}/{name}/")
+        page.locator("#content p", has_text=question).wait_for()
+        if shot:
+            self.shot(shot)
+        page.click("input[type=submit][value^='Yes']")
+        page.wait_for_url(f"**/admin/cloudmails/delivery/{pk}/change/")
+        page.wait_for_load_state("networkidle")
+        return str(page.locator(".messagelist .success").inner_text())
+
     def shot(self, name: str) -> None:
+        """The whole page. Taken through a viewport as tall as the page: Chromium's
+        full-page capture may leave a cross-origin frame (the preview) blank."""
         SHOTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        size = self.page.viewport_size
+        assert size is not None
+        height = self.page.evaluate("document.documentElement.scrollHeight")
+        self.page.set_viewport_size({"width": size["width"], "height": height})
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"))
+        self.page.set_viewport_size(size)
 
 
 @pytest.fixture
@@ -155,7 +180,8 @@ def test_a_support_session_from_sending_to_the_dashboard(browser: Browser, site:
     # Resend it: a confirmation, then the new delivery's page, linked to the original.
     original = Delivery.objects.get(to_email=f"delivered@{SIM}")
     page.click("a.cm-action-resend")
-    assert "Send these messages again" in page.content()
+    page.wait_for_url(f"**/admin/cloudmails/delivery/{original.pk}/resend/")
+    page.locator("#content p", has_text="Send these messages again").wait_for()
     browser.shot("4-resend-confirmation")
     site.pause_processing()
     page.click("input[type=submit][value^='Yes']")
@@ -166,6 +192,16 @@ def test_a_support_session_from_sending_to_the_dashboard(browser: Browser, site:
     assert "A resend of" in page.locator(".field-resend_links").inner_text()
     site.wait_idle()
     assert [m.payload["to"] for m in site.messages].count(f"delivered@{SIM}") == 2
+
+    # The deferred one still says "sent": CloudMails sends no webhook for a deferral.
+    # Refreshed from its page, it takes the status the API gives.
+    deferred = Delivery.objects.get(to_email=f"deferred@{SIM}")
+    assert deferred.status == "sent"
+    browser.go(f"/admin/cloudmails/delivery/{deferred.pk}/change/")
+    success = browser.row_action("refresh", deferred.pk, "Ask CloudMails now for the status")
+    assert success == "Asked CloudMails about 1 delivery: 1 now deferred."
+    assert page.locator(".field-status_badge .cm-badge").inner_text().endswith("deferred")
+    browser.shot("5-refreshed")
 
     # The dashboard counts them, as the table of deliveries does.
     browser.go("/admin/cloudmails/delivery/dashboard/?period=24h")
@@ -183,8 +219,38 @@ def test_a_support_session_from_sending_to_the_dashboard(browser: Browser, site:
     warnings = page.locator(".cm-warnings").inner_text()
     assert "Bounce rate 14.29% is above the 5% warning level" in warnings
     assert "Complaint rate 20% is above the 0.1% warning level" in warnings
-    browser.shot("5-dashboard")
+    browser.shot("6-dashboard")
 
+    assert browser.problems == []
+
+
+def test_an_unknown_outcome_is_explained_and_retried_from_its_page(
+    browser: Browser, site: Sandbox
+) -> None:
+    page = browser.page
+    site.pause_processing()  # its fate (and the webhook naming it) waits: see the first test
+    site.faults.script("lose", "lose", "lose")  # accepted each time, every answer lost
+    email = EmailMessage("Your receipt", "Paid: 42.00 EUR.", None, [f"delivered@{SIM}"])
+    EmailBackend(fail_silently=True, retry_attempts=3).send_messages([email])
+    row = Delivery.objects.get()
+    assert (row.status, row.message_id) == ("unknown", None)
+
+    browser.go(f"/admin/cloudmails/delivery/{row.pk}/change/")
+    page.wait_for_load_state("networkidle")
+    assert "may or may not have accepted it" in page.locator(".field-outcome_note").inner_text()
+    assert page.locator(".field-recovery_tries .readonly").inner_text() == "0 of 5"
+    browser.shot("8-unknown-outcome")
+
+    success = browser.row_action(
+        "retry", row.pk, "Settle these messages", shot="9-retry-confirmation"
+    )
+    assert success == "Retried 1 delivery whose outcome was unknown: 1 accepted by CloudMails."
+    assert page.locator(".field-status_badge .cm-badge").inner_text().endswith("sent")
+
+    site.resume_processing()
+    site.wait_idle()
+    assert len(site.messages) == 1  # the resend was answered from the API's record
+    assert Delivery.objects.get().status == "delivered"
     assert browser.problems == []
 
 
@@ -239,7 +305,7 @@ def test_a_hostile_email_can_do_nothing_to_the_admin(
     frame = page.frame_locator("iframe.cm-preview")
     assert frame.locator("#text").inner_text() == "Hello from the message"
     page.wait_for_load_state("networkidle")
-    browser.shot("6-hostile-email")
+    browser.shot("7-hostile-email")
 
     assert "owned" not in page.title()
     assert frame.locator("body").inner_text().count("pwned") == 0

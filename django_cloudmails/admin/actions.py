@@ -1,6 +1,7 @@
 """Actions on deliveries, each behind its own permission and a confirmation page, each
 logged in the admin history (LogEntry), in bulk on the list and one by one on a
-delivery's page.
+delivery's page: refresh the status from the API (:mod:`.refreshing`), retry rows whose
+outcome is unknown (:mod:`.retrying`), resend.
 
 An action is a :class:`RowAction`: its name, the permission it needs
 (``cloudmails.<permission>_delivery``, declared in ``Delivery.Meta.permissions``), the
@@ -12,7 +13,7 @@ from that list, so an action is one more entry there and its permission in the m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
@@ -25,28 +26,11 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from .. import lifecycle, resending
 from ..models import Delivery
+from . import refreshing, retrying
+from .outcomes import Outcome
 
 #: Rows one action may act on (a page of the list holds 100).
 LIMIT = 1000
-
-
-@dataclass
-class Outcome:
-    """What an action did: for the messages shown and the admin history."""
-
-    summary: str
-    #: Rows acted on, with the history message of each.
-    changed: list[tuple[Delivery, str]] = field(default_factory=list)
-    #: Rows the action created, with the history message of each.
-    added: list[tuple[Delivery, str]] = field(default_factory=list)
-    #: Rows left alone, and why.
-    refused: list[tuple[Delivery, str]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def redirect_to(self) -> Delivery | None:
-        """Where a one-row action leads: the row it created, if one."""
-        return self.added[0][0] if len(self.added) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -59,6 +43,10 @@ class RowAction:
     run: Callable[[list[Delivery]], Outcome]
     #: Notes for the confirmation page about the rows chosen.
     notes: Callable[[list[Delivery]], list[str]] = lambda rows: []
+    #: Whether a delivery's page offers the action (its URL answers for any row).
+    offered: Callable[[Delivery], bool] = lambda row: True
+    #: The button's words on a delivery's page (default: ``label``).
+    button: Any = None
 
     def permitted(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm(f"cloudmails.{self.permission}_delivery"))
@@ -94,7 +82,8 @@ def resend_notes(rows: list[Delivery]) -> list[str]:
         notes.append(
             _(
                 "The outcome of the first sending is unknown for %(addresses)s: the "
-                "original may still be delivered."
+                "original may still be delivered. “Retry unknown outcome” settles it "
+                "without sending a second copy."
             )
             % {"addresses": ", ".join(unknown)}
         )
@@ -110,8 +99,29 @@ RESEND = RowAction(
     notes=resend_notes,
 )
 
+REFRESH = RowAction(
+    name="refresh",
+    permission="refresh",
+    label=gettext_lazy("Refresh status from the API"),
+    button=gettext_lazy("Refresh status"),
+    question=gettext_lazy("Ask CloudMails now for the status of these messages?"),
+    run=refreshing.refresh_rows,
+    notes=refreshing.refresh_notes,
+    offered=refreshing.offered,
+)
+
+RETRY = RowAction(
+    name="retry",
+    permission="retry",
+    label=gettext_lazy("Retry unknown outcome"),
+    question=gettext_lazy("Settle these messages whose send outcome is unknown, now?"),
+    run=retrying.retry_rows,
+    notes=retrying.retry_notes,
+    offered=retrying.offered,
+)
+
 #: Every action on deliveries, in menu order.
-ROW_ACTIONS: tuple[RowAction, ...] = (RESEND,)
+ROW_ACTIONS: tuple[RowAction, ...] = (REFRESH, RETRY, RESEND)
 
 
 def permitted_actions(request: HttpRequest) -> list[RowAction]:
@@ -147,8 +157,10 @@ def perform(
         model_admin.log_change(request, row, message)
     for row, message in outcome.added:
         model_admin.log_addition(request, row, message)
-    if outcome.changed or outcome.added:
-        model_admin.message_user(request, outcome.summary, messages.SUCCESS)
+    if outcome.summary and (outcome.changed or outcome.added):
+        model_admin.message_user(request, outcome.summary, outcome.level)
+    for note in outcome.notes:
+        model_admin.message_user(request, note, messages.WARNING)
     for row, why in outcome.refused:
         model_admin.message_user(
             request,

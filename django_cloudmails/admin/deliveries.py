@@ -147,6 +147,23 @@ class DeliveryAdmin(
             setattr(obj, delivery_page.REMOTE_IMAGES, request.GET.get("remote_images") == "1")
         return obj
 
+    def render_change_form(  # noqa: PLR0917 - Django's signature
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        if obj is not None:
+            context["row_actions"] = [
+                (action, reverse(f"admin:cloudmails_delivery_{action.name}", args=[obj.pk]))
+                for action in actions.permitted_actions(request)
+                if action.offered(obj)
+            ]
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     def change_view(
         self,
         request: HttpRequest,
@@ -154,14 +171,7 @@ class DeliveryAdmin(
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        context = {
-            **(extra_context or {}),
-            "row_actions": [
-                (action, reverse(f"admin:cloudmails_delivery_{action.name}", args=[object_id]))
-                for action in actions.permitted_actions(request)
-            ],
-        }
-        response = super().change_view(request, object_id, form_url, context)
+        response = super().change_view(request, object_id, form_url, extra_context)
         # The preview iframe may show our preview URL and nothing else, even after a
         # link inside it is followed.
         response.setdefault("Content-Security-Policy", "frame-src 'self'")

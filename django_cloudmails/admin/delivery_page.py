@@ -1,4 +1,5 @@
-"""A delivery's page, part by part: the message as sent, its timeline, its facts.
+"""A delivery's page, part by part: the message as sent, its status (the status group
+is :mod:`.delivery_status`), its facts.
 
 Everything comes from the row and its stored API message (the payload): the envelope
 (from, to, cc, bcc, reply-to), the bodies, the attachments by name, type and size
@@ -9,8 +10,6 @@ left out. Every time on the page is shown the same way (:func:`.display.moment`)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -18,15 +17,15 @@ from django.db.models import Field
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from ..models import Delivery, DeliveryEvent
-from .display import badge, moment, zone_name
+from .. import lifecycle
+from ..models import Delivery
+from .delivery_status import StatusParts
+from .display import moment
 
-#: Events shown on a delivery's page; the rest are one click away.
-RECENT_EVENTS = 20
 #: The query parameter (and the attribute the admin sets on the row it shows) asking
 #: the preview to load remote images.
 REMOTE_IMAGES = "remote_images"
@@ -70,46 +69,8 @@ def readable_payload(payload: dict[str, Any]) -> str:
     return json.dumps(shown, indent=2, ensure_ascii=False, sort_keys=True)
 
 
-@dataclass(frozen=True)
-class Step:
-    """One line of the timeline."""
-
-    at: datetime
-    what: str
-    detail: str = ""
-
-
-def milestones(delivery: Delivery) -> list[Step]:
-    """The moments the row itself records, as timeline steps."""
-    steps = [Step(delivery.created_at, _("written (queued)"))]
-    facts: list[tuple[datetime | None, str, str]] = [
-        (delivery.attempt_started_at, _("request started"), ""),
-        (
-            delivery.sent_at,
-            _("accepted by the API"),
-            delivery.message_id or "",
-        ),
-        (delivery.failed_at, _("failed"), delivery.last_error),
-        (delivery.body_purged_at, _("body purged"), ""),
-    ]
-    steps.extend(Step(at, what, detail) for at, what, detail in facts if at is not None)
-    return steps
-
-
-def event_step(event: DeliveryEvent) -> Step:
-    payload = event.payload if isinstance(event.payload, dict) else {}
-    detail = str(payload.get("bounce_reason") or payload.get("url") or "")
-    return Step(
-        event.occurred_at, _("event: %(event)s") % {"event": event.get_event_display()}, detail
-    )
-
-
-class DeliveryPage:
+class DeliveryPage(StatusParts):
     """The readonly parts of the delivery admin's change page (a mixin)."""
-
-    @admin.display(description=gettext_lazy("status"))
-    def status_badge(self, obj: Delivery) -> SafeString:
-        return badge(obj.status)
 
     @admin.display(description=gettext_lazy("envelope"))
     def envelope(self, obj: Delivery) -> SafeString | str:
@@ -194,80 +155,6 @@ class DeliveryPage:
         body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
         return format_html('<table class="cm-attachments">{}{}</table>', head, body)
 
-    @admin.display(description=gettext_lazy("timeline"))
-    def timeline(self, obj: Delivery) -> SafeString:
-        total = obj.events.count()
-        events = list(obj.events.order_by("-occurred_at", "-pk")[:RECENT_EVENTS])
-        steps = sorted([*milestones(obj), *map(event_step, events)], key=lambda step: step.at)
-        lines = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((moment(step.at), step.what, step.detail) for step in steps),
-        )
-        url = reverse("admin:cloudmails_deliveryevent_changelist")
-        note = (
-            _("The %(shown)s newest of %(total)s events are shown.")
-            % {"shown": len(events), "total": total}
-            if total > len(events)
-            else ""
-        )
-        link = (
-            format_html(
-                ' <a href="{}?delivery__id__exact={}">{}</a>',
-                url,
-                obj.pk,
-                _("All events of this delivery"),
-            )
-            if total
-            else ""
-        )
-        return format_html(
-            '<p class="cm-zone">{}</p><table class="cm-timeline">{}</table><p>{}{}</p>',
-            _("Times in %(zone)s") % {"zone": zone_name()},
-            lines,
-            note,
-            link,
-        )
-
-    @admin.display(description=gettext_lazy("error"))
-    def problem(self, obj: Delivery) -> SafeString | str:
-        if not (obj.error_code or obj.last_error):
-            return "-"
-        return format_html(
-            '<p class="cm-error"><strong>{}</strong> {}</p>', obj.error_code, obj.last_error
-        )
-
-    @admin.display(description=gettext_lazy("resends"))
-    def resend_links(self, obj: Delivery) -> SafeString | str:
-        parts = []
-        if obj.resent_from_id is not None:
-            parts.append(
-                format_html(
-                    '{} <a href="{}">{}</a>',
-                    _("A resend of"),
-                    reverse("admin:cloudmails_delivery_change", args=[obj.resent_from_id]),
-                    obj.resent_from_id,
-                )
-            )
-        resends = list(obj.resends.only("pk", "status", "created_at").order_by("created_at"))
-        if resends:
-            links = format_html_join(
-                ", ",
-                '<a href="{}">{}</a> {}',
-                (
-                    (
-                        reverse("admin:cloudmails_delivery_change", args=[r.pk]),
-                        r.pk,
-                        badge(r.status),
-                    )
-                    for r in resends
-                ),
-            )
-            parts.append(format_html("{} {}", _("Resent as"), links))
-        if not parts:
-            return "-"
-        return format_html_join(mark_safe("<br>"), "{}", ((part,) for part in parts))
-
     @admin.display(description=gettext_lazy("batch id"))
     def batch_link(self, obj: Delivery) -> SafeString | str:
         if not obj.batch_id:
@@ -339,9 +226,11 @@ def fieldsets() -> list[tuple[Any, dict[str, Any]]]:
             {
                 "fields": (
                     "status_badge",
+                    "outcome_note",
                     "timeline",
                     "problem",
                     "attempts",
+                    "recovery_tries",
                     "bounce_type",
                     "bounce_reason",
                     "resend_links",
@@ -399,6 +288,8 @@ def fieldsets() -> list[tuple[Any, dict[str, Any]]]:
 SHOWN_WHEN: dict[str, Any] = {
     "attachment_list": lambda row: payload_of(row).get("attachments"),
     "problem": lambda row: row.error_code or row.last_error,
+    "outcome_note": lambda row: row.status in (lifecycle.QUEUED, lifecycle.UNKNOWN),
+    "recovery_tries": lambda row: row.recoveries or row.status == lifecycle.UNKNOWN,
     "bounce_type": lambda row: row.bounce_type,
     "bounce_reason": lambda row: row.bounce_reason,
     "bounced_at_display": lambda row: row.bounced_at,

@@ -1,7 +1,8 @@
 """The example site's Celery app: ``python -m celery -A example_project worker -l INFO``.
 
 With no ``CELERY_BROKER_URL`` the broker is kombu's filesystem transport in
-``example_project/broker/``, so nothing needs a server; set ``CELERY_BROKER_URL`` to a
+``example_project/broker/`` (or ``EXAMPLE_BROKER_DIR``), so nothing needs a server; the
+demo starts a worker of this app by itself. Set ``CELERY_BROKER_URL`` to a
 ``redis://`` or ``amqp://`` URL for a real broker. ``celery -A example_project beat``
 runs the polling and recovery schedule (``CELERY_BEAT_SCHEDULE`` in the settings).
 """

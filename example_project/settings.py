@@ -2,9 +2,10 @@
 
 Runs on SQLite in WAL mode with no other service. Point it at the real CloudMails by
 setting CLOUDMAILS_API_URL and CLOUDMAILS_API_KEY; by default it talks to a sandbox on
-127.0.0.1:8025 (``python -m django_cloudmails.sandbox``). Background sending runs on
-Celery (``example_project/celery.py``), with kombu's filesystem transport in a local
-folder unless CELERY_BROKER_URL names Redis or RabbitMQ.
+127.0.0.1:8025 (``python -m django_cloudmails.sandbox``). Mail goes out through
+``CeleryEmailBackend``: a Celery worker (``example_project/celery.py``) sends it, with
+kombu's filesystem transport in a local folder (``EXAMPLE_BROKER_DIR``) unless
+CELERY_BROKER_URL names Redis or RabbitMQ.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ DATABASES = {
     }
 }
 
-# "django_cloudmails.backends.CeleryEmailBackend" sends through the Celery worker.
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django_cloudmails.backends.EmailBackend")
+# The caller writes the rows; a Celery worker (python -m celery -A example_project worker)
+# sends them. "django_cloudmails.backends.EmailBackend" sends in the caller instead.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django_cloudmails.backends.CeleryEmailBackend")
 CLOUDMAILS = {
     "API_KEY": os.environ.get("CLOUDMAILS_API_KEY", "sandbox-key"),
     "API_URL": os.environ.get("CLOUDMAILS_API_URL", "http://127.0.0.1:8025/v1"),
@@ -84,7 +86,9 @@ CLOUDMAILS = {
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
     CELERY_BROKER_TRANSPORT = FILESYSTEM_TRANSPORT
-    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(BASE_DIR / "broker")
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(
+        os.environ.get("EXAMPLE_BROKER_DIR", BASE_DIR / "broker")
+    )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -2,24 +2,32 @@
 watch every message reach its fate, with nothing to install but Python packages.
 
 It migrates the example site's SQLite database, serves the site on a free loopback port,
-starts the sandbox with its webhooks pointed at the site, sends mail through Django's own
-API, waits for the events, and prints every API message with its fate, the suppression
-list, and what happens when a suppressed address is mailed again. With ``--serve`` (or
-when asked on a terminal) it keeps running with an admin account whose password it
-prints, sending a message now and then, so the admin and the dashboard can be watched.
+starts the sandbox with its webhooks pointed at the site and a Celery worker of the
+example project (kombu's filesystem transport in a local folder: no server), sends mail
+through Django's own API and ``CeleryEmailBackend`` (the rows are written ``queued`` here,
+the worker sends them), waits for the worker and the events, and prints the worker's line
+per task, every API message with its fate, the suppression list, and what happens when a
+suppressed address is mailed again. With ``--serve`` (or when asked on a terminal) it
+keeps running with an admin account whose password it prints, sending a message now and
+then, so the admin and the dashboard can be watched.
 
-Sending is Django's own mail API (:meth:`Command.send_examples`), whatever backend the
-settings name; :meth:`Command.wait_for_fates` waits until every message has its answer.
+The worker is stopped however the demo ends: at the end, on Ctrl-C, on SIGTERM or on an
+error (:class:`example_project.demo.worker.Worker`). With ``EMAIL_BACKEND`` set to the
+in-process ``EmailBackend`` it starts no worker and sends from this process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import secrets
+import signal
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler
 
@@ -31,11 +39,15 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.core.servers.basehttp import ThreadedWSGIServer
 from django.core.wsgi import get_wsgi_application
+from kombu.utils.url import maybe_sanitize_url
 
 from django_cloudmails.addresses import parse_address
+from django_cloudmails.backends import CeleryEmailBackend
 from django_cloudmails.exceptions import CloudMailsSuppressed
 from django_cloudmails.models import Delivery, Suppression
 from django_cloudmails.sandbox import Sandbox
+from example_project import celery_app
+from example_project.demo.worker import Worker
 
 SIM = "simulator.cloudmails.test"
 #: The example settings' own credentials: printed, unlike any taken from the environment.
@@ -77,6 +89,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Ctrl-C and SIGTERM end the demo through the code that stops the worker, even
+        # when the demo was started with SIGINT ignored (as a shell's background job is).
+        INTERRUPTED.clear()
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, _interrupt)
         call_command("migrate", verbosity=0)
         for model in (Suppression, Delivery):
             model.objects.all().delete()
@@ -86,32 +103,82 @@ class Command(BaseCommand):
         threading.Thread(target=site.serve_forever, daemon=True).start()
         credentials = settings.CLOUDMAILS["WEBHOOK_SECRET"]
         webhook_url = f"http://{credentials}@127.0.0.1:{site.server_port}/cloudmails/webhook/"
-
-        with Sandbox(
-            api_key=settings.CLOUDMAILS["API_KEY"],
-            verified_senders=["@shop.example"],
-            webhook_url=webhook_url,
-            event_delay=0.05,
-            webhook_retry_delays=(0.2, 0.5, 1.0),
-        ) as sandbox:
-            settings.CLOUDMAILS["API_URL"] = sandbox.url
-            self.stdout.write(
-                f"Sandbox at {sandbox.url}; webhooks to the site on port {site.server_port}, "
-                f"with {self.shown('WEBHOOK_SECRET')}.\n"
-            )
-            sent = self.send_examples()
-            self.wait_for_fates(sandbox)
-            self.show_deliveries(sent)
-            self.show_suppressions()
-            self.try_suppressed()
-            if self.wants_to_serve(options):
-                self.serve(site.server_port, sandbox)
-        site.shutdown()
+        try:
+            with Sandbox(
+                api_key=settings.CLOUDMAILS["API_KEY"],
+                verified_senders=["@shop.example"],
+                webhook_url=webhook_url,
+                event_delay=0.05,
+                webhook_retry_delays=(0.2, 0.5, 1.0),
+            ) as sandbox:
+                settings.CLOUDMAILS["API_URL"] = sandbox.url
+                self.stdout.write(
+                    f"Sandbox at {sandbox.url}; webhooks to the site on port "
+                    f"{site.server_port}, with {self.shown('WEBHOOK_SECRET')}."
+                )
+                with self.worker(sandbox) as worker:
+                    self.tour(sandbox, worker)
+                    if self.wants_to_serve(options):
+                        self.serve(site.server_port, worker)
+        except KeyboardInterrupt:
+            self.stdout.write("\nInterrupted.")
+            sys.exit(130)
+        finally:
+            site.shutdown()
         if not options["serve"]:
             self.stdout.write(
                 "\nRun `python -m example_project demo --serve` to explore the admin and "
                 "the dashboard while messages keep going out."
             )
+
+    def tour(self, sandbox: Sandbox, worker: Worker | None) -> None:
+        sent = self.send_examples()
+        checkpoint()
+        if worker is not None:
+            self.stdout.write(
+                "CeleryEmailBackend wrote their rows 'queued' and returned at once; the worker "
+                "sends them.\n"
+            )
+        self.wait_for_fates(sandbox, worker, len(sent.to))
+        checkpoint()
+        self.show_deliveries(sent)
+        self.show_suppressions()
+        self.try_suppressed()
+        checkpoint()
+
+    @contextlib.contextmanager
+    def worker(self, sandbox: Sandbox) -> Iterator[Worker | None]:
+        """The Celery worker sending for ``CeleryEmailBackend``, stopped on leaving however
+        the demo ends; None when the settings name another backend."""
+        if not isinstance(mail.get_connection(), CeleryEmailBackend):
+            self.stdout.write(
+                f"EMAIL_BACKEND is {settings.EMAIL_BACKEND}: this process sends, no worker.\n"
+            )
+            yield None
+            return
+        celery_app.control.purge()  # tasks an earlier run left in the broker
+        pid = None
+        try:
+            with Worker.running({"CLOUDMAILS_API_URL": sandbox.url}) as worker:
+                pid = worker.pid
+                self.stdout.write(
+                    f"Celery worker started (pid {pid}): python -m celery -A example_project "
+                    f"worker, broker {self.broker()}.\n"
+                )
+                yield worker
+        finally:
+            if pid is not None:
+                self.stdout.write(f"\nThe worker (pid {pid}) is stopped.")
+
+    def broker(self) -> str:
+        """The broker, as the settings name it (the filesystem transport's folder)."""
+        url = str(settings.CELERY_BROKER_URL)
+        if not url.startswith("filesystem"):
+            return str(maybe_sanitize_url(url))  # its password masked
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]).parent
+        with contextlib.suppress(ValueError):
+            folder = folder.relative_to(Path.cwd())
+        return f"kombu's filesystem transport in {folder}/"
 
     def shown(self, key: str) -> str:
         """A credential of the example settings, or a note that it is the user's own."""
@@ -162,8 +229,15 @@ class Command(BaseCommand):
         )
         return sent
 
-    def wait_for_fates(self, sandbox: Sandbox) -> None:
-        """Until every message is answered and every webhook delivered."""
+    def wait_for_fates(self, sandbox: Sandbox, worker: Worker | None, rows: int) -> None:
+        """Until the worker sent every row (its log says so), the API answered every
+        message and every webhook is delivered."""
+        if worker is not None:
+            worker.wait_for_rows(rows, check=checkpoint)
+            self.stdout.write("The worker's log, one line per task:")
+            for line in worker.reports:
+                self.stdout.write(f"  {line}")
+            self.stdout.write("")
         sandbox.wait_idle(timeout=30)
 
     # Showing what happened.
@@ -195,7 +269,8 @@ class Command(BaseCommand):
         counts = ", ".join(f"{status} {count}" for status, count in sorted(tally.items()))
         self.stdout.write(
             f"{len(rows)} API messages: {counts}. (deferred@ stays 'sent': CloudMails sends "
-            "no webhook for a deferral; GET /emails/<id> reports it.)"
+            "no webhook for a deferral; status polling, or the admin's 'Refresh status', asks "
+            "GET /emails/<id>.)"
         )
 
     def show_suppressions(self) -> None:
@@ -225,7 +300,7 @@ class Command(BaseCommand):
         answer = input("\nKeep running, to explore the admin and the dashboard? [y/N] ")
         return answer.strip().lower() in ("y", "yes")
 
-    def serve(self, port: int, sandbox: Sandbox) -> None:
+    def serve(self, port: int, worker: Worker | None) -> None:
         password = secrets.token_urlsafe(9)
         user, _ = get_user_model().objects.get_or_create(
             username="demo", defaults={"is_staff": True, "is_superuser": True}
@@ -241,13 +316,31 @@ class Command(BaseCommand):
             f"A message goes out every {TRICKLE_SECONDS} s, and its status follows. "
             "Ctrl-C stops."
         )
+        if worker is not None:
+            worker.echo = lambda line: self.stdout.write(f"  worker: {line}")
         fates = itertools.cycle(TRICKLE_FATES)
-        stop = threading.Event()
         try:
             for number in itertools.count(1):
-                if stop.wait(TRICKLE_SECONDS):
-                    break
+                if INTERRUPTED.wait(TRICKLE_SECONDS):
+                    raise KeyboardInterrupt
                 address = f"{next(fates)}+{number}@{SIM}"
                 mail.send_mail(f"Live message {number}", "Sent while you watch.", None, [address])
         except KeyboardInterrupt:
             self.stdout.write("\nStopped.")
+
+
+#: Set by Ctrl-C or SIGTERM. The KeyboardInterrupt raised then is lost when the signal
+#: lands in a finalizer ("Exception ignored in ..."): the demo also stops at the next
+#: :func:`checkpoint`.
+INTERRUPTED = threading.Event()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def checkpoint() -> None:
+    """Stop here if the demo was interrupted."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt

@@ -15,15 +15,15 @@ recovery, raw SQL, the admin's delete):
   slots can change in between.
 - Afterwards every change to a row of a slot below W (insert, update, delete) runs a
   trigger, in the writer's transaction, that subtracts the row's old contribution and
-  adds its new one. Concurrent writers add to one of :data:`SHARDS` rows per slot (by
-  backend pid), so a burst of late events does not queue on one row lock.
+  adds its new one (:mod:`.rollup_trigger`). Concurrent writers add to one of a few rows
+  per slot (by backend pid), so a burst of late events does not queue on one row lock.
 - W stays :data:`LAG_SECONDS` behind the database clock, so each trigger's WHEN clause
   skips, before any function runs, every change to a row younger than that: sending and
   a message's first events pay for one comparison per row.
 
 Writers must run in READ COMMITTED (Django's default): a trigger must see the W
-committed last. A migration that renames a watched column must call :func:`install`
-again. A TRUNCATE of Delivery empties the rollups.
+committed last. A migration that renames a watched column must call
+:func:`.rollup_trigger.install` again. A TRUNCATE of Delivery empties the rollups.
 
 SQLite and other databases have no rollup: the same reads count the table live (on
 SQLite any trigger makes every INSERT keep a statement journal, which measured about
@@ -46,15 +46,10 @@ from .models import BounceRollup, Delivery, DeliveryRollup, RollupState
 SLOT_SECONDS = 900
 #: How far the watermark stays behind the database clock (see the module docstring).
 LAG_SECONDS = 900
-#: Rows per slot that concurrent writers spread their changes over.
-SHARDS = 8
 #: Characters of a bounce reason kept as its key.
 REASON_LENGTH = 200
 #: Slots per materializing transaction: the lock is held while one chunk is counted.
 CHUNK_SLOTS = 16
-
-_PREFIX = "cloudmails_rollup"
-_OPERATIONS = ("insert", "update", "delete", "truncate")
 
 
 @dataclass(frozen=True)
@@ -124,7 +119,7 @@ def readable(connection: Any) -> bool:
     return connection.vendor in DIALECTS
 
 
-class _Sql:
+class Fragments:
     """SQL fragments for one connection: quoted names and the dialect's expressions.
 
     With ``params`` the fragments are for a query with parameters (a literal % is
@@ -182,133 +177,6 @@ class _Sql:
         return self.connection.ops.adapt_datetimefield_value(moment)
 
 
-# The trigger (PostgreSQL), installed by the migration.
-
-
-def install(schema_editor: Any) -> None:
-    """Create (or replace) the trigger where the rollup is kept, and empty the rollups:
-    they are rebuilt from the table as the dashboard is read."""
-    connection = schema_editor.connection
-    if not kept(connection):
-        return
-    uninstall(schema_editor)
-    sql = _Sql(connection, params=False)
-    for statement in _trigger_sql(sql):
-        schema_editor.execute(statement, params=None)
-    for table in (sql.rollup, sql.bounces, sql.state):
-        schema_editor.execute(f"DELETE FROM {table}", params=None)
-
-
-def uninstall(schema_editor: Any) -> None:
-    connection = schema_editor.connection
-    if not kept(connection):
-        return
-    delivery = _Sql(connection, params=False).delivery
-    for operation in _OPERATIONS:
-        schema_editor.execute(
-            f"DROP TRIGGER IF EXISTS {_PREFIX}_{operation} ON {delivery}", params=None
-        )
-    for function in ("apply", "reset"):
-        schema_editor.execute(f"DROP FUNCTION IF EXISTS {_PREFIX}_{function}()", params=None)
-
-
-def _add_counts(sql: _Sql, slot: str, alias: str, values: Sequence[str]) -> str:
-    """An upsert adding ``values`` (one SQL expression per counter) to a slot's row."""
-    added = ", ".join(
-        f"{sql.quote(n)} = {sql.rollup}.{sql.quote(n)} + excluded.{sql.quote(n)}"
-        for n in COUNTER_NAMES
-    )
-    return (
-        f"INSERT INTO {sql.rollup} (slot, alias, shard, {sql.counter_list()}) "
-        f"VALUES ({slot}, {alias}, part, {', '.join(values)}) "
-        f"ON CONFLICT (slot, alias, shard) DO UPDATE SET {added}"
-    )
-
-
-def _add_row(sql: _Sql, row: str, sign: str) -> str:
-    return _add_counts(sql, f"{row.lower()}_slot", f"{row}.{sql.alias}", sql.ones(row, sign))
-
-
-def _add_bounce(sql: _Sql, row: str, sign: str) -> str:
-    keys = ", ".join(sql.bounce_key(key, row) for key in BOUNCE_KEYS)
-    return (
-        f"INSERT INTO {sql.bounces} (slot, alias, shard, domain, reason, count) "
-        f"VALUES ({row.lower()}_slot, {row}.{sql.alias}, part, {keys}, {sign}1) "
-        "ON CONFLICT (slot, alias, shard, domain, reason) "
-        f"DO UPDATE SET count = {sql.bounces}.count + excluded.count"
-    )
-
-
-def _trigger_sql(sql: _Sql) -> list[str]:
-    net = [f"{new} - {old}" for new, old in zip(sql.ones("NEW"), sql.ones("OLD"), strict=True)]
-    apply = f"""
-CREATE FUNCTION {_PREFIX}_apply() RETURNS trigger LANGUAGE plpgsql AS $body$
-DECLARE
-    mark bigint;
-    part smallint := pg_backend_pid() % {SHARDS};
-    old_slot bigint;
-    new_slot bigint;
-BEGIN
-    SELECT watermark INTO mark FROM {sql.state} WHERE id = 1;
-    IF mark IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF TG_OP <> 'INSERT' THEN
-        old_slot := {sql.slot("OLD")};
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
-        new_slot := {sql.slot("NEW")};
-    END IF;
-    IF TG_OP = 'UPDATE' AND old_slot = new_slot AND OLD.{sql.alias} = NEW.{sql.alias} THEN
-        IF new_slot < mark THEN
-            {_add_counts(sql, "new_slot", f"NEW.{sql.alias}", net)};
-        END IF;
-    ELSE
-        IF old_slot < mark THEN
-            {_add_row(sql, "OLD", "-")};
-        END IF;
-        IF new_slot < mark THEN
-            {_add_row(sql, "NEW", "")};
-        END IF;
-    END IF;
-    IF old_slot < mark AND {sql.bounced("OLD")} THEN
-        {_add_bounce(sql, "OLD", "-")};
-    END IF;
-    IF new_slot < mark AND {sql.bounced("NEW")} THEN
-        {_add_bounce(sql, "NEW", "")};
-    END IF;
-    RETURN NULL;
-END
-$body$"""
-    reset = f"""
-CREATE FUNCTION {_PREFIX}_reset() RETURNS trigger LANGUAGE plpgsql AS $body$
-BEGIN
-    DELETE FROM {sql.rollup};
-    DELETE FROM {sql.bounces};
-    UPDATE {sql.state} SET watermark = NULL;
-    RETURN NULL;
-END
-$body$"""
-    created = sql.columns["created_at"]
-    lag = f"statement_timestamp() - interval '{LAG_SECONDS} seconds'"
-    watched = ", ".join(sql.columns.values())
-    changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in sql.columns.values())
-    run = f"EXECUTE FUNCTION {_PREFIX}_apply()"
-    return [
-        apply,
-        reset,
-        f"CREATE TRIGGER {_PREFIX}_insert AFTER INSERT ON {sql.delivery} "
-        f"FOR EACH ROW WHEN (NEW.{created} < {lag}) {run}",
-        f"CREATE TRIGGER {_PREFIX}_update AFTER UPDATE OF {watched} ON {sql.delivery} "
-        f"FOR EACH ROW WHEN ((OLD.{created} < {lag} OR NEW.{created} < {lag}) "
-        f"AND ({changed})) {run}",
-        f"CREATE TRIGGER {_PREFIX}_delete AFTER DELETE ON {sql.delivery} "
-        f"FOR EACH ROW WHEN (OLD.{created} < {lag}) {run}",
-        f"CREATE TRIGGER {_PREFIX}_truncate AFTER TRUNCATE ON {sql.delivery} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {_PREFIX}_reset()",
-    ]
-
-
 # Moving the watermark.
 
 
@@ -325,7 +193,7 @@ def materialize(
     connection = connections[using]
     if not kept(connection):
         return None
-    sql = _Sql(connection)
+    sql = Fragments(connection)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT watermark, {_target_sql()} FROM {sql.state} WHERE id = 1", [])
         row = cursor.fetchone()
@@ -356,7 +224,7 @@ def _target_sql() -> str:
 
 def _materialize_chunk(connection: Any, using: str, lock_timeout: float) -> tuple[int, bool]:
     """One transaction: count ``[W, W + CHUNK_SLOTS)`` (at most up to the target)."""
-    sql = _Sql(connection)
+    sql = Fragments(connection)
     with transaction.atomic(using=using), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = {int(lock_timeout * 1000)}", [])
         cursor.execute(
@@ -383,7 +251,7 @@ def _materialize_chunk(connection: Any, using: str, lock_timeout: float) -> tupl
     return end, end >= target
 
 
-def _rollup_statements(sql: _Sql) -> list[str]:
+def _rollup_statements(sql: Fragments) -> list[str]:
     """INSERTs counting the slots ``[%s, %s)`` from Delivery into the rollup tables."""
     created = f"d.{sql.columns['created_at']}"
     in_range = f"{created} >= {sql.slot_start('%s')} AND {created} < {sql.slot_start('%s')}"
@@ -421,7 +289,7 @@ class Period:
 def slot_counts(period: Period, *, using: str | None = None) -> list[tuple[int, dict[str, int]]]:
     """``(slot, {counter: count})`` for each slot of ``period`` holding any row."""
     connection = connections[using or router.db_for_read(Delivery)]
-    sql = _Sql(connection)
+    sql = Fragments(connection)
     names = [sql.quote(n) for n in COUNTER_NAMES]
     parts, params = _union(
         sql,
@@ -449,7 +317,7 @@ def top_bounces(
     if key not in BOUNCE_KEYS:
         raise ValueError(f"key must be one of {BOUNCE_KEYS}, not {key!r}")
     connection = connections[using or router.db_for_read(Delivery)]
-    sql = _Sql(connection)
+    sql = Fragments(connection)
     parts, params = _union(
         sql,
         period,
@@ -469,7 +337,7 @@ def top_bounces(
 
 
 def _union(
-    sql: _Sql,
+    sql: Fragments,
     period: Period,
     *,
     names: Sequence[str],

@@ -2,16 +2,16 @@
 
 from django.db import migrations, models
 
-from django_cloudmails import rollup
+from django_cloudmails import rollup_trigger
 
 
 def install_trigger(apps, schema_editor):
-    """The dashboard's rollup trigger, on PostgreSQL (see django_cloudmails.rollup)."""
-    rollup.install(schema_editor)
+    """The dashboard's rollup trigger, on PostgreSQL (see django_cloudmails.rollup_trigger)."""
+    rollup_trigger.install(schema_editor)
 
 
 def remove_trigger(apps, schema_editor):
-    rollup.uninstall(schema_editor)
+    rollup_trigger.uninstall(schema_editor)
 
 
 TAGS_INDEX = "cloudmails_tags_idx"

@@ -21,6 +21,7 @@ against it can catch a mistake here.
 
 from __future__ import annotations
 
+import re
 from email import _header_value_parser as parser
 from email import errors
 from email.header import Header
@@ -37,6 +38,11 @@ from .exceptions import CloudMailsInvalidAddress
 _MODERN = django.VERSION >= (6, 0)
 #: Defects Django itself tolerates (a local mailbox is refused below, for the API).
 _TOLERATED = frozenset({"addr-spec local part with no domain"})
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+#: ``local@domain`` in plain ASCII (a dot-atom, then short labels): every Django version
+#: sends it unchanged, so the parsers are not needed (they cost ~50 us an address).
+_PLAIN = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+")
 
 
 class ParsedAddress(NamedTuple):
@@ -63,6 +69,8 @@ def parse_address(value: object, *, field: str, encoding: str = "utf-8") -> Pars
     raises) naming ``field``.
     """
     text = force_str(value)
+    if _PLAIN.fullmatch(text):
+        return ParsedAddress("", text)
     try:
         return _parse(text, encoding)
     # UnicodeError (IDNA) is a ValueError; the standard library's header parser raises

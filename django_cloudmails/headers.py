@@ -35,6 +35,8 @@ class CloudMailsBadHeader(CloudMailsInvalidMessage, BadHeaderError):
 def header_value(name: str, value: object, *, field: str, encoding: str = "utf-8") -> str:
     """``value`` as the text Django puts in header ``name``; refused as Django refuses it."""
     text = force_str(value)
+    if text.isascii() and text.isprintable():  # no line break of any kind, nothing to encode
+        return text
     try:
         return _checked(name, text, encoding)
     except UnicodeError as error:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import django
 import pytest
 from django.core.mail.message import BadHeaderError
+from hypothesis import given
+from hypothesis import strategies as st
 
+from django_cloudmails import addresses, headers
 from django_cloudmails.addresses import parse_address
 from django_cloudmails.exceptions import CloudMailsInvalidAddress
 from django_cloudmails.headers import CloudMailsBadHeader, header_value
@@ -92,3 +97,51 @@ def test_other_line_boundaries_are_refused_only_where_django_refuses_them() -> N
             header_value("Subject", "a\u2028b", field="subject")
     else:
         assert header_value("Subject", "a\u2028b", field="subject") == "a\u2028b"
+
+
+# The shortcuts for plain ASCII give exactly what the full machinery gives.
+
+PLAIN_ADDRESSES = [
+    "user@example.com",
+    "first.last+tag@mail.example.co.uk",
+    "o'brien&co{x}|y~z`@example.com",
+    "user@xn--bcher-kva.example",
+    f"user@{'a' * 63}.example",
+    "a-b@c-d.e-f.example",
+]
+
+
+@pytest.mark.parametrize("address", PLAIN_ADDRESSES)
+def test_a_plain_address_takes_the_shortcut_and_parses_as_django_parses_it(address: str) -> None:
+    assert addresses._PLAIN.fullmatch(address)
+    assert parse_address(address, field="to") == addresses._parse(address, "utf-8")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [f"user@{'a' * 64}.example", "user@-bad.example", "user@localhost", "a..b@example.com"],
+)
+def test_an_address_outside_the_shortcut_goes_through_django(address: str) -> None:
+    assert not addresses._PLAIN.fullmatch(address)
+
+
+@given(st.from_regex(addresses._PLAIN, fullmatch=True))
+def test_every_address_the_shortcut_takes_parses_the_same_without_it(address: str) -> None:
+    assert parse_address(address, field="to") == addresses._parse(address, "utf-8")
+
+
+def _outcome(check: Any, text: str) -> str:
+    try:
+        return str(check(text))
+    except ValueError:  # BadHeaderError on every version, our subclass of it
+        return "refused"
+    except Exception as error:  # Django's own crash (HeaderParseError), on both sides
+        return type(error).__name__
+
+
+@given(st.text(st.characters(max_codepoint=127)))
+def test_an_ascii_header_value_is_checked_as_django_checks_it(text: str) -> None:
+    ours = _outcome(lambda value: header_value("Subject", value, field="subject"), text)
+    djangos = _outcome(lambda value: headers._checked("Subject", value, "utf-8"), text)
+
+    assert ours == djangos

@@ -323,13 +323,8 @@ def _never_sent(err: requests.RequestException) -> bool:
     return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
-#: ``json.dumps(value, separators=(",", ":"))`` builds an encoder on every call (~1 us);
-#: this is the same encoder, built once.
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-
-
-def _dumps(value: Any) -> str:
-    return _ENCODER.encode(value)
+#: ``json.dumps(value, separators=(",", ":"))``, with its encoder built once, not per call.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _encode(message: Message) -> str:

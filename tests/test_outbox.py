@@ -84,6 +84,58 @@ def test_insert_stamps_a_statement_once_and_stores_the_payload_that_is_sent() ->
         assert json.loads(outbox.payload_json(row).text) == stored[row.id].payload == row.payload
 
 
+def test_new_delivery_is_the_instance_the_orm_would_build() -> None:
+    message = EmailMessage("Hi", "Body", "f@shop.example", ["a@example.com"])
+    (api,) = build_api_messages(message)
+
+    row = outbox.new_delivery(api, alias="default")
+
+    fields = [f.attname for f in Delivery._meta.concrete_fields]
+    orm = Delivery(**{name: getattr(row, name) for name in fields})
+    assert {name: getattr(row, name) for name in fields} == {
+        name: getattr(orm, name) for name in fields
+    }
+    assert (row._state.adding, row._state.db) == (True, None)
+    assert row.resent_from is None
+
+
+def test_new_delivery_sends_the_init_signals_to_their_receivers() -> None:
+    from django.db.models.signals import post_init
+
+    seen: list[Any] = []
+
+    def receiver(sender: Any, instance: Any, **kwargs: Any) -> None:
+        seen.append(instance)
+
+    message = EmailMessage("Hi", "Body", "f@shop.example", ["a@example.com"])
+    (api,) = build_api_messages(message)
+    post_init.connect(receiver, sender=Delivery)
+    try:
+        row = outbox.new_delivery(api, alias="default")
+    finally:
+        post_init.disconnect(receiver, sender=Delivery)
+
+    assert seen == [row]
+    outbox.insert([row])
+    assert json.loads(outbox.payload_json(row).text) == Delivery.objects.get().payload
+
+
+def test_insert_writes_rows_with_non_default_values_in_full() -> None:
+    plain, changed = queued(2)
+    Delivery.objects.all().delete()
+    for row in (plain, changed):
+        row._state.adding = True
+    changed.opens, changed.bounce_type, changed.batch_id = 3, "hard", "b-1"
+    changed.resent_from_id = plain.id
+
+    outbox.insert([changed, plain])
+
+    stored = Delivery.objects.get(pk=changed.pk)
+    assert (stored.opens, stored.bounce_type, stored.batch_id) == (3, "hard", "b-1")
+    assert stored.resent_from_id == plain.id
+    assert Delivery.objects.get(pk=plain.pk).opens == 0
+
+
 def test_payload_json_encodes_a_row_not_built_by_new_delivery() -> None:
     row = Delivery(payload={"to": "a@example.com", "subject": "Grüße"})
 

@@ -405,19 +405,24 @@ def request_gate(sandbox: Any) -> Iterator[Callable[[int], RequestGate]]:
         gate.release()
 
 
+#: What a ``prefetching_worker`` holds at most: the task it runs and those it prefetched.
+PREFETCHED = 4
+
+
 @pytest.fixture
 def prefetching_worker(
     celery_workers: Any, request_gate: Any, settings: Any, quick_redelivery: None
 ) -> Callable[[int], tuple[Any, RequestGate]]:
     """``prefetching_worker(n)`` holds the sandbox's ``n``-th API request in flight and
-    starts a worker that prefetches tasks while it sends (four for its one thread): the
-    scene for a SIGKILL in the middle of a batch (see ``celery_workers.kill_in_flight``).
+    starts a worker that prefetches tasks while it sends (:data:`PREFETCHED` for its one
+    thread): the scene for a SIGKILL in the middle of a batch (see
+    ``celery_workers.kill_in_flight``).
     Returns the worker and the gate. Workers started later give a killed worker's
     unacknowledged tasks back quickly."""
 
     def start(number: int) -> tuple[Any, RequestGate]:
         gate = request_gate(number)
-        settings.CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+        settings.CELERY_WORKER_PREFETCH_MULTIPLIER = PREFETCHED
         (worker,) = celery_workers.start()
         settings.CELERY_WORKER_PREFETCH_MULTIPLIER = 1
         return worker, gate

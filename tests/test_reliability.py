@@ -25,7 +25,7 @@ import pytest
 
 from django_cloudmails import tasks
 from django_cloudmails.sandbox import Sandbox
-from tests.conftest import API_KEY, VERIFIED_SENDERS, forgets_fetched_tasks
+from tests.conftest import API_KEY, PREFETCHED, VERIFIED_SENDERS, forgets_fetched_tasks
 from tests.writing import accepted_per_delivery, ids, send_requests, statuses, write
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
@@ -108,7 +108,7 @@ def test_a_worker_killed_in_the_middle_of_a_batch_and_started_again_loses_and_re
     first, gate = prefetching_worker(5)  # the fifth request stays in flight
 
     tasks.enqueue_sends(unreliable)
-    held = celery_workers.kill_in_flight(first, gate, holding=3)
+    held = celery_workers.kill_in_flight(first, gate, holding=PREFETCHED)
     # The filesystem transport forgot what the dead worker fetched; Redis and RabbitMQ
     # deliver it again (its claims make that rerun harmless).
     lost = held if forgets_fetched_tasks() else set()

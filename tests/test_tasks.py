@@ -17,7 +17,7 @@ from django_cloudmails import sending, tasks
 from django_cloudmails.limits import SIMULATOR_DOMAIN
 from django_cloudmails.models import Delivery
 from tests.celery_app import app
-from tests.conftest import API_KEY, forgets_fetched_tasks
+from tests.conftest import API_KEY, PREFETCHED, forgets_fetched_tasks
 from tests.writing import accepted_per_delivery, ids, statuses, write
 
 
@@ -156,7 +156,7 @@ def test_a_worker_killed_holding_prefetched_tasks_loses_nothing_after_recover_de
     first, gate = prefetching_worker(1)  # the first request stays in flight
     tasks.enqueue_sends(written)
 
-    held = celery_workers.kill_in_flight(first, gate, holding=4)
+    held = celery_workers.kill_in_flight(first, gate, holding=PREFETCHED)
     assert len(held) == 4  # the task it ran and three it had prefetched
     lost = held if forgets_fetched_tasks() else set()
     celery_workers.start()

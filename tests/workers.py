@@ -310,7 +310,11 @@ class WorkerPool:
         """SIGKILL ``worker`` once the request ``gate`` holds (a :class:`RequestGate`)
         is in flight and the worker holds ``holding`` tasks (the one it runs and those it
         prefetched), then let the request through, answered to no one. Returns the ids
-        of the tasks it held (see :meth:`held_by`)."""
+        of the tasks it held (see :meth:`held_by`).
+
+        ``holding`` must be all the worker may hold (its prefetch count): below it, the
+        worker may fetch one more message and die before saying so, and a broker that
+        forgets fetched messages loses a task no one knows of."""
         deadline = time.monotonic() + 60
         while not gate.arrived.wait(0.5):
             self._check_alive([worker])

@@ -114,11 +114,6 @@ def kept(connection: Any) -> bool:
     return bool(connection.vendor == "postgresql")
 
 
-def readable(connection: Any) -> bool:
-    """Whether the dashboard's reads run on ``connection``."""
-    return connection.vendor in DIALECTS
-
-
 class Fragments:
     """SQL fragments for one connection: quoted names and the dialect's expressions.
 

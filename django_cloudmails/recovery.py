@@ -78,7 +78,7 @@ class RecoveryReport:
     unknown: int = 0
     #: Rows left alone because another run claimed part of their request.
     contended: int = 0
-    #: Requests that cannot be rebuilt (rows of them were deleted): not resent.
+    #: Rows of requests that cannot be rebuilt (rows of them were deleted): not resent.
     unrebuildable: int = 0
     #: What happened to each row the run took up, by primary key (:data:`EVIDENCED`,
     #: :data:`ACCEPTED`...); rows that were not candidates are not in it.
@@ -138,20 +138,21 @@ def _recover(rows: Sequence[Delivery], cutoff: datetime, now: datetime) -> Recov
     evidenced = _apply_evidence(held, now)
     report.evidenced = len(evidenced)
     outcomes.update(dict.fromkeys(evidenced, EVIDENCED))
-    settled = set(
-        Delivery.objects.using(_db())
-        .filter(pk__in=held, message_id__isnull=False)
-        .values_list("pk", flat=True)
-    )
+    with_id = Delivery.objects.using(_db()).filter(message_id__isnull=False)
+    settled = {
+        pk
+        for chunk in statement_chunks(sorted(held))
+        for pk in with_id.filter(pk__in=chunk).values_list("pk", flat=True)
+    }
     claim.release(settled)
     to_send = [request for request in owned if any(r.pk not in settled for r in request)]
     for alias, requests in dispatch.by_alias(to_send).items():
         report.resent += sum(1 for request in requests for row in request if row.pk not in settled)
         conf = mailer_settings(alias)
         send_claimed(claim, requests, conf, attempts=conf.retry_policy.attempts, resending=True)
-    final = Delivery.objects.using(_db()).filter(pk__in=held - settled)
+    rows_now_of = Delivery.objects.using(_db()).values_list("pk", "message_id", "status")
     for chunk in statement_chunks(sorted(held - settled)):
-        rows_now = final.filter(pk__in=chunk).values_list("pk", "message_id", "status")
+        rows_now = rows_now_of.filter(pk__in=chunk)
         for pk, message_id, status in rows_now:
             if message_id is not None:
                 report.accepted += 1

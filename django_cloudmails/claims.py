@@ -31,13 +31,13 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from . import dispatch, lifecycle, updates
 from .limits import statement_chunks
-from .models import Delivery
+from .models import Delivery, delivery_database
 
 #: Seconds a claim recovery made stays exclusive whatever ``older_than`` says: a resend,
 #: its retries included, fits in it.
@@ -160,15 +160,11 @@ def _claim_values(now: datetime) -> dict[str, Any]:
     return {"attempt_started_at": now, "updated_at": now}
 
 
-def _db() -> str:
-    return router.db_for_write(Delivery)
-
-
 def _rows_of_requests(ids: Sequence[str], condition: Q) -> list[Delivery]:
     """The rows matching ``condition`` of the requests of ``ids``, requests in the order
     of ``ids``. Rows without an Idempotency-Key were written by something else than a
     backend: never ours to send."""
-    rows = Delivery.objects.using(_db())
+    rows = Delivery.objects.using(delivery_database())
     keys: dict[str, None] = {}
     for chunk in statement_chunks(list(ids)):
         found = {
@@ -203,7 +199,7 @@ def _stamp(
     """
     if not rows:
         return []
-    using = _db()
+    using = delivery_database()
     taken: list[Any] = []
     with transaction.atomic(using=using):
         for chunk in statement_chunks(sorted(rows, key=_pk)):

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import connections, transaction
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
@@ -42,7 +42,7 @@ from django.utils.encoding import force_str
 from . import identity, insert_sql, lifecycle, orphans, updates
 from .client import RawJSON
 from .limits import ROWS_PER_STATEMENT
-from .models import Delivery
+from .models import Delivery, delivery_database
 from .payloads import ApiMessage, with_delivery_id
 
 ERROR_INVALID = "invalid"
@@ -192,7 +192,7 @@ def insert(rows: Sequence[Delivery], *, attempt_started: bool = False) -> bool:
     fields get one timestamp for the whole statement; the payload is written as
     :func:`payload_json`.
     """
-    using = _db()
+    using = delivery_database()
     connection = connections[using]
     committed = connection.get_autocommit() and not connection.in_atomic_block
     if not rows:
@@ -271,7 +271,7 @@ def mark_sent(
     if not accepted:
         return
     now = timezone.now()
-    using = _db()
+    using = delivery_database()
     updates.update_rows(
         lifecycle.ACCEPTED,
         [(delivery.pk, {"message_id": message_id}) for delivery, message_id in accepted],
@@ -337,7 +337,7 @@ def _record(
     )
     pks = [row.pk for row in rows]
     for start in range(0, len(pks), ROWS_PER_STATEMENT):
-        matching = Delivery.objects.using(_db()).filter(
+        matching = Delivery.objects.using(delivery_database()).filter(
             pk__in=pks[start : start + ROWS_PER_STATEMENT]
         )
         if only is not None:
@@ -346,7 +346,3 @@ def _record(
     for row in rows:
         row.error_code, row.last_error, row.updated_at = code, error, now
         row.attempts += attempts
-
-
-def _db() -> str:
-    return router.db_for_write(Delivery)

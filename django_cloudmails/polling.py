@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import router
 from django.db.models import Q
 from django.utils import timezone
 
@@ -41,7 +40,7 @@ from .conf import CloudMailsSettings, app_settings, mailer_settings
 from .exceptions import CloudMailsError, CloudMailsNotFound, CloudMailsRateLimited
 from .lifecycle import Effect, increment, set_to
 from .limits import ROWS_PER_STATEMENT
-from .models import Delivery
+from .models import Delivery, delivery_database
 from .webhooks import ParsedEvent
 
 #: Delivered rows inside the engagement window are polled at most this often (seconds).
@@ -95,7 +94,7 @@ def poll(*, limit: int | None = None, ignore_schedule: bool = False) -> PollRepo
     ``POLL_ENGAGEMENT_FOR``, every delivered row inside the window) now.
     """
     now = timezone.now()
-    using = _db()
+    using = delivery_database()
     pending = Q(status__in=lifecycle.PENDING) & Q(
         created_at__gt=now - timedelta(seconds=app_settings.poll_max_age)
     )
@@ -122,17 +121,13 @@ def refresh(deliveries: Iterable[Delivery | Any]) -> PollReport:
     pks = [item.pk if isinstance(item, Delivery) else item for item in deliveries]
     rows: list[_Row] = []
     for start in range(0, len(pks), ROWS_PER_STATEMENT):
-        chunk = Delivery.objects.using(_db()).filter(
+        chunk = Delivery.objects.using(delivery_database()).filter(
             pk__in=pks[start : start + ROWS_PER_STATEMENT], message_id__isnull=False
         )
         rows.extend(_Row(*values) for values in chunk.order_by("created_at").values_list(*_FIELDS))
     report = _poll(rows, PollReport(), detailed=True)
     report.skipped = len(pks) - len(rows)
     return report
-
-
-def _db() -> str:
-    return router.db_for_write(Delivery)
 
 
 def _poll(rows: Sequence[_Row], report: PollReport, *, detailed: bool) -> PollReport:
@@ -233,7 +228,7 @@ class _Run:
             else:
                 report.errors += 1
             writes.append((row.pk, self._inputs(row, answer, status, now)))
-        updates.update_rows(POLL_WRITE, writes, using=_db(), now=now)
+        updates.update_rows(POLL_WRITE, writes, using=delivery_database(), now=now)
         for row, answer in bounces:
             if row.status != lifecycle.BOUNCED and _record_bounce(row, answer, now):
                 report.bounced += 1
@@ -285,4 +280,4 @@ def _record_bounce(row: _Row, answer: EmailStatus, now: datetime) -> bool:
         bounce_type="hard",
         bounce_reason=reason,
     )
-    return recording.record_event(event, using=_db()) is not None
+    return recording.record_event(event, using=delivery_database()) is not None

@@ -34,14 +34,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import router
 from django.db.models import Q
 from django.utils import timezone
 
 from . import claims, dispatch, identity, lifecycle, orphans, updates
 from .conf import app_settings, mailer_settings
 from .limits import statement_chunks
-from .models import Delivery, DeliveryEvent
+from .models import Delivery, DeliveryEvent, delivery_database
 from .sending import send_claimed
 
 #: Rows one :func:`recover` run takes at most, unless told otherwise.
@@ -92,7 +91,7 @@ def recover(*, older_than: float | None = None, limit: int | None = None) -> Rec
     age = app_settings.recover_after if older_than is None else older_than
     cutoff = now - timedelta(seconds=age)
     candidates = (
-        Delivery.objects.using(_db())
+        Delivery.objects.using(delivery_database())
         .filter(claims.claimable(cutoff, now), recoveries__lt=app_settings.recover_attempts)
         .order_by("attempt_started_at")
     )
@@ -105,14 +104,11 @@ def retry(deliveries: Iterable[Delivery | Any]) -> RecoveryReport:
     primary keys); rows whose outcome is not unknown are left alone."""
     now = timezone.now()
     pks = [item.pk if isinstance(item, Delivery) else item for item in deliveries]
+    claimable = Delivery.objects.using(delivery_database()).filter(claims.claimable(now, now))
     rows: list[Delivery] = []
     for chunk in statement_chunks(pks):
-        rows.extend(Delivery.objects.using(_db()).filter(claims.claimable(now, now), pk__in=chunk))
+        rows.extend(claimable.filter(pk__in=chunk))
     return _recover(rows, now, now)
-
-
-def _db() -> str:
-    return router.db_for_write(Delivery)
 
 
 def _recover(rows: Sequence[Delivery], cutoff: datetime, now: datetime) -> RecoveryReport:
@@ -138,7 +134,7 @@ def _recover(rows: Sequence[Delivery], cutoff: datetime, now: datetime) -> Recov
     evidenced = _apply_evidence(held, now)
     report.evidenced = len(evidenced)
     outcomes.update(dict.fromkeys(evidenced, EVIDENCED))
-    with_id = Delivery.objects.using(_db()).filter(message_id__isnull=False)
+    with_id = Delivery.objects.using(delivery_database()).filter(message_id__isnull=False)
     settled = {
         pk
         for chunk in statement_chunks(sorted(held))
@@ -150,7 +146,9 @@ def _recover(rows: Sequence[Delivery], cutoff: datetime, now: datetime) -> Recov
         report.resent += sum(1 for request in requests for row in request if row.pk not in settled)
         conf = mailer_settings(alias)
         send_claimed(claim, requests, conf, attempts=conf.retry_policy.attempts, resending=True)
-    rows_now_of = Delivery.objects.using(_db()).values_list("pk", "message_id", "status")
+    rows_now_of = Delivery.objects.using(delivery_database()).values_list(
+        "pk", "message_id", "status"
+    )
     for chunk in statement_chunks(sorted(held - settled)):
         rows_now = rows_now_of.filter(pk__in=chunk)
         for pk, message_id, status in rows_now:
@@ -175,7 +173,7 @@ def _whole_request(rows: list[Delivery]) -> list[Delivery] | None:
         return rows
     # The rest of a batch: the rows of one send share created_at (one INSERT), an
     # indexed column; a request formed otherwise is looked up by its key alone.
-    siblings = Delivery.objects.using(_db()).filter(idempotency_key=key)
+    siblings = Delivery.objects.using(delivery_database()).filter(idempotency_key=key)
     for lookup in (siblings.filter(created_at=rows[0].created_at), siblings):
         whole = identity.in_request_order(lookup)
         if _matches(key, whole):
@@ -194,7 +192,7 @@ def _apply_evidence(pks: set[Any], now: datetime) -> set[Any]:
     """Settle rows from events carrying their Delivery id; returns theirs."""
     if not pks:
         return set()
-    using = _db()
+    using = delivery_database()
     found: dict[Any, str] = {}
     for chunk in statement_chunks(sorted(pks)):
         events = DeliveryEvent.objects.using(using).filter(

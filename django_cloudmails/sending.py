@@ -31,13 +31,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import router
 from django.utils import timezone
 
 from . import claims, dispatch, lifecycle
 from .conf import CloudMailsSettings, app_settings, mailer_settings
 from .limits import statement_chunks
-from .models import Delivery
+from .models import Delivery, delivery_database
 from .pacing import Pace, PacedRetry
 
 logger = logging.getLogger("django_cloudmails.sending")
@@ -185,7 +184,7 @@ def unclaimed_requests(
     age = app_settings.recover_after if older_than is None else older_than
     cutoff = timezone.now() - timedelta(seconds=age)
     found = (
-        Delivery.objects.using(router.db_for_write(Delivery))
+        Delivery.objects.using(delivery_database())
         .filter(status=lifecycle.QUEUED, attempt_started_at__isnull=True, created_at__lt=cutoff)
         .exclude(idempotency_key="")
         .order_by("created_at", "idempotency_key")
@@ -214,7 +213,7 @@ def task_ids(requests: Iterable[Sequence[Any]], size: int) -> list[list[str]]:
 
 def _aliases(ids: Sequence[str]) -> set[str]:
     aliases: set[str] = set()
-    rows = Delivery.objects.using(router.db_for_write(Delivery))
+    rows = Delivery.objects.using(delivery_database())
     for chunk in statement_chunks(list(ids)):
         aliases.update(rows.filter(pk__in=chunk).values_list("alias", flat=True).distinct())
     return aliases
